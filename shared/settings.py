@@ -1,0 +1,224 @@
+"""Read the service's configuration from the environment, once, into a frozen value.
+
+Nothing else in the code base reads ``os.environ``: processes call ``load_settings()`` at start
+and pass the result along. Every setting is documented in README.md and ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from shared.roster import Roster, RosterError, build_roster
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MEMBERS = (
+    "openai/gpt-4o-mini",
+    "anthropic/claude-3.5-haiku",
+    "google/gemini-2.0-flash-001",
+    "meta-llama/llama-3.3-70b-instruct",
+)
+DEFAULT_CHAIRMAN = "openai/gpt-4o-mini"
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or inconsistent with another."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of the service needs to know about its deployment."""
+
+    environment: str = "development"
+    data_dir: Path = Path(".llm-council")
+    log_level: str = "INFO"
+
+    # Providers and the roster.
+    openrouter_api_key: str | None = None
+    provider_base_url: str = OPENROUTER_BASE_URL
+    roster: Roster = field(default_factory=lambda: build_roster(DEFAULT_MEMBERS, DEFAULT_CHAIRMAN))
+    provider_timeout_s: float = 60.0
+    provider_max_connections: int = 500
+
+    # Stores.
+    mongodb_url: str | None = None
+    mongodb_database: str = "llm_council"
+    sqlite_path: Path | None = None
+    redis_url: str | None = None
+    redis_enabled: bool = True
+    broker_url: str | None = None
+    redis_socket_timeout_s: float = 2.0
+
+    # The HTTP edge.
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    rate_limit_requests: int = 1000
+    rate_limit_window_s: int = 60
+    max_body_bytes: int = 1024 * 1024
+    max_question_chars: int = 20_000
+    cache_ttl_sessions_s: int = 180
+    cache_ttl_models_s: int = 300
+
+    # Resilience.
+    circuit_breaker_fail_max: int = 5
+    circuit_breaker_timeout_s: int = 60
+
+    # The run lifecycle.
+    round_lease_s: float = 60.0
+    round_max_attempts: int = 3
+    round_time_limit_s: int = 900
+    sweep_interval_s: float = 15.0
+    sweep_queued_after_s: float = 30.0
+    worker_concurrency: int = 100
+
+    @property
+    def sqlite_file(self) -> Path:
+        """Return where the embedded SQLite store lives."""
+        return self.sqlite_path or self.data_dir / "council.sqlite3"
+
+    @property
+    def embedded_redis_socket(self) -> Path:
+        """Return the unix socket of the embedded Redis server started by ``llm-council up``."""
+        return self.data_dir / "redis.sock"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """Return the Redis URL for shared state: the configured one or the embedded server's."""
+        return self.redis_url or f"unix://{self.embedded_redis_socket.resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        """Return Celery's broker URL: ``BROKER_URL``, else Redis in Kombu's spelling."""
+        if self.broker_url:
+            return self.broker_url
+        if self.redis_url:
+            return self.redis_url
+        return f"redis+socket://{self.embedded_redis_socket.resolve()}"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """Return a copy with some fields changed (tests and the CLI use this)."""
+        return replace(self, **changes)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from an environment mapping (``os.environ`` when not given)."""
+    env = os.environ if environ is None else environ
+    reader = _Reader(env)
+    members = reader.csv("COUNCIL_MEMBERS") or DEFAULT_MEMBERS
+    chairman = reader.text("COUNCIL_CHAIRMAN") or DEFAULT_CHAIRMAN
+    try:
+        roster = build_roster(members, chairman, reader.json_object("COUNCIL_MODEL_OPTIONS"))
+    except RosterError as error:
+        raise SettingsError(str(error)) from error
+    settings = Settings(
+        environment=reader.choice("ENVIRONMENT", ENVIRONMENTS, "development"),
+        data_dir=Path(reader.text("DATA_DIR") or ".llm-council"),
+        log_level=(reader.text("LOG_LEVEL") or "INFO").upper(),
+        openrouter_api_key=reader.text("OPENROUTER_API_KEY"),
+        provider_base_url=(reader.text("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL).rstrip("/"),
+        roster=roster,
+        provider_timeout_s=reader.number("PROVIDER_TIMEOUT", 60.0),
+        provider_max_connections=reader.integer("PROVIDER_MAX_CONNECTIONS", 500),
+        mongodb_url=reader.text("MONGODB_URL"),
+        mongodb_database=reader.text("MONGODB_DATABASE") or "llm_council",
+        sqlite_path=_optional_path(reader.text("SQLITE_PATH")),
+        redis_url=reader.text("REDIS_URL"),
+        redis_enabled=reader.flag("REDIS_ENABLED", True),
+        broker_url=reader.text("BROKER_URL"),
+        redis_socket_timeout_s=reader.number("REDIS_SOCKET_TIMEOUT", 2.0),
+        api_key=reader.text("API_KEY"),
+        cors_origins=tuple(reader.csv("CORS_ORIGINS")),
+        rate_limit_requests=reader.integer("RATE_LIMIT_REQUESTS", 1000),
+        rate_limit_window_s=reader.integer("RATE_LIMIT_WINDOW", 60),
+        max_body_bytes=reader.integer("MAX_BODY_BYTES", 1024 * 1024),
+        max_question_chars=reader.integer("MAX_QUESTION_CHARS", 20_000),
+        cache_ttl_sessions_s=reader.integer("CACHE_TTL_SESSIONS", 180),
+        cache_ttl_models_s=reader.integer("CACHE_TTL_MODELS", 300),
+        circuit_breaker_fail_max=reader.integer("CIRCUIT_BREAKER_FAIL_MAX", 5),
+        circuit_breaker_timeout_s=reader.integer("CIRCUIT_BREAKER_TIMEOUT", 60),
+        round_lease_s=reader.number("ROUND_LEASE_SECONDS", 60.0),
+        round_max_attempts=reader.integer("ROUND_MAX_ATTEMPTS", 3),
+        round_time_limit_s=reader.integer("ROUND_TIME_LIMIT", 900),
+        sweep_interval_s=reader.number("SWEEP_INTERVAL_SECONDS", 15.0),
+        sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 30.0),
+        worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
+    )
+    _check_consistency(settings)
+    return settings
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.round_lease_s <= 0 or settings.round_max_attempts < 1:
+        raise SettingsError("ROUND_LEASE_SECONDS must be > 0 and ROUND_MAX_ATTEMPTS >= 1")
+    if settings.max_body_bytes < 1024:
+        raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+    if settings.worker_concurrency < 1:
+        raise SettingsError("WORKER_CONCURRENCY must be at least 1")
+
+
+class _Reader:
+    """Parse typed values out of an environment mapping, naming the variable on error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def csv(self, name: str) -> list[str]:
+        return [part.strip() for part in (self.text(name) or "").split(",") if part.strip()]
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, not {value!r}")
+
+    def integer(self, name: str, default: int) -> int:
+        return int(self._parse(name, int, default))
+
+    def number(self, name: str, default: float) -> float:
+        return float(self._parse(name, float, default))
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def json_object(self, name: str) -> dict:
+        value = self.text(name)
+        if value is None:
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise SettingsError(f"{name} is not valid JSON: {error}") from error
+        if not isinstance(parsed, dict):
+            raise SettingsError(f"{name} must be a JSON object")
+        return parsed
+
+    def _parse(self, name: str, kind: type, default: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            parsed = kind(value)
+        except ValueError as error:
+            raise SettingsError(f"{name} must be a {kind.__name__}, not {value!r}") from error
+        if parsed < 0:
+            raise SettingsError(f"{name} must not be negative")
+        return parsed
