@@ -1,0 +1,66 @@
+"""Liveness, readiness and the roster."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint
+
+from api.errors import error_response
+from api.resources import get_settings, resources
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health():
+    """Report that the process is alive (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@bp.get("/ready")
+def ready():
+    """Check the store, Redis and the broker; 503 names what failed."""
+    current = resources()
+    checks = {
+        "store": current.store.ping,
+        "redis": current.redis.ping,
+        "broker": lambda: _ping_broker(current.celery),
+    }
+    report = {name: _timed(check) for name, check in checks.items()}
+    failed = sorted(name for name, result in report.items() if not result["ok"])
+    if failed:
+        return error_response(503, "not_ready", f"unavailable: {', '.join(failed)}", report,
+                              headers={"Retry-After": "5"})
+    return {"status": "ready", "checks": report}
+
+
+@bp.get("/v1/models")
+def models():
+    """List the roster: every model a session may use, and the defaults."""
+    roster = get_settings().roster
+    return {
+        "data": [
+            {"id": m.id, "name": m.name, "default_member": m.id in roster.members,
+             "default_chairman": m.id == roster.chairman}
+            for m in roster.models.values()
+        ]
+    }
+
+
+def _ping_broker(celery) -> None:
+    with celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=0, timeout=get_settings().redis_socket_timeout_s)
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready", reported by name
+        return {"ok": False, "error": type(error).__name__, "latency_ms": _ms(started)}
+    return {"ok": True, "latency_ms": _ms(started)}
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

