@@ -26,6 +26,7 @@ RANKING_SYSTEM = (
 RANKING_MARKER = "RANKING REQUEST: evaluate and rank the anonymous responses below."
 CORRECTION_MARKER = "RANKING CORRECTION: your previous ranking could not be used."
 LABELS_PREFIX = "Labels:"
+END_OF_RESPONSES = "=== End of responses ==="
 RANKING_INSTRUCTIONS = (
     "Evaluate each response in one or two sentences: what it gets right and what it gets "
     "wrong. Then rank all {count} responses from best to worst, using every label exactly "
@@ -76,8 +77,8 @@ def answer_messages(question: str, history: list[dict]) -> list[dict]:
 def ranking_messages(question: str, labelled: dict[str, str]) -> list[dict]:
     """Return the stage 2 chat messages showing each answer under its label, in dict order."""
     instructions = RANKING_INSTRUCTIONS.format(count=len(labelled))
-    body = [_labels_line(labelled), "", "Question:", question, "", _blocks(labelled)]
-    text = "\n".join([RANKING_MARKER, *body, instructions])
+    body = ["Question:", question, "", _blocks(labelled), "", END_OF_RESPONSES, ""]
+    text = "\n".join([RANKING_MARKER, _labels_line(labelled), "", *body, instructions])
     return [_message("system", RANKING_SYSTEM), _message("user", text)]
 
 
