@@ -1,0 +1,39 @@
+"""Liveness, readiness and the roster."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import CHAIRMAN, MEMBERS
+
+pytestmark = pytest.mark.integration
+
+
+def test_health_needs_nothing(client):
+    assert client.get("/health").get_json() == {"status": "ok"}
+
+
+def test_ready_checks_store_redis_and_broker(client):
+    body = client.get("/ready").get_json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"store", "redis", "broker"}
+    assert all(check["ok"] for check in body["checks"].values())
+
+
+def test_ready_names_the_part_that_is_down(settings):
+    from api import create_app
+
+    broken = create_app(settings.with_overrides(
+        redis_url="redis://127.0.0.1:1/0", redis_socket_timeout_s=0.5))
+    response = broken.test_client().get("/ready")
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "not_ready"
+    assert "redis" in error["message"] and "broker" in error["message"]
+    assert error["details"]["store"]["ok"] is True
+
+
+def test_models_lists_the_roster(client):
+    models = client.get("/v1/models").get_json()["data"]
+    assert {m["id"] for m in models} == {*MEMBERS.split(","), CHAIRMAN}
+    assert [m["id"] for m in models if m["default_chairman"]] == [CHAIRMAN]
