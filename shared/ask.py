@@ -46,14 +46,12 @@ def _follow(client: httpx.Client, location: str, out: TextIO, deadline: float) -
 
 def progress_lines(round_: dict) -> list[str]:
     """Return one line per thing that has happened in the round so far."""
-    lines = [f"status: {round_['status']}"]
-    if round_["stage"]:
-        lines.append(f"stage: {round_['stage']}")
+    lines = [f"stage: {round_['stage']}"] if round_["stage"] else []
     lines += [f"  answer from {a['name']}: {'ok' if a['content'] else a['error']}"
               for a in round_["answers"]]
     lines += [f"  ballot from {b['name']}: {'valid' if b['valid'] else 'invalid'}"
               for b in round_["ballots"]]
-    return lines
+    return [*lines, f"status: {round_['status']}"]
 
 
 def print_result(round_: dict, out: TextIO) -> None:

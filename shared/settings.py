@@ -72,7 +72,7 @@ class Settings:
     round_max_attempts: int = 3
     round_time_limit_s: int = 900
     sweep_interval_s: float = 15.0
-    sweep_queued_after_s: float = 30.0
+    sweep_queued_after_s: float = 120.0
     worker_concurrency: int = 100
 
     @property
@@ -144,7 +144,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         round_max_attempts=reader.integer("ROUND_MAX_ATTEMPTS", 3),
         round_time_limit_s=reader.integer("ROUND_TIME_LIMIT", 900),
         sweep_interval_s=reader.number("SWEEP_INTERVAL_SECONDS", 15.0),
-        sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 30.0),
+        sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 120.0),
         worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
     )
     _check_consistency(settings)
