@@ -47,7 +47,7 @@ class Council:
     lease_s: float
     max_attempts: int
     watch_interval_s: float | None = None
-    on_event: Callable[[str, dict], None] = lambda kind, data: None
+    on_event: Callable[[str, int, str, dict], None] = lambda session_id, round_no, kind, data: None
 
     @property
     def watch_every_s(self) -> float:
@@ -197,7 +197,7 @@ class RoundConductor:
         }
         await self._checkpoint(self.store.save_answer, answer)
         self.plan.answers[member] = answer
-        self.council.on_event("answer", {"member": member, "ok": error is None})
+        self._emit("answer", {"member": member, "ok": error is None})
 
     # Stage 2 -----------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ class RoundConductor:
             ballot = make_ballot(reviewer, labels, completion.content, completion.usage, latency_ms)
         await self._checkpoint(self.store.save_ballot, ballot)
         self.plan.ballots[reviewer] = ballot
-        self.council.on_event("ballot", {"reviewer": reviewer, "valid": ballot["valid"]})
+        self._emit("ballot", {"reviewer": reviewer, "valid": ballot["valid"]})
 
     # Stage 3 -----------------------------------------------------------------------------
 
@@ -267,7 +267,7 @@ class RoundConductor:
             raise LeaseLost()
         if lease.cancel_requested:
             raise CancelRequested()
-        self.council.on_event("stage", {"stage": stage})
+        self._emit("stage", {"stage": stage})
 
     async def _renew(self, stage: str | None = None):
         return await asyncio.to_thread(
@@ -293,9 +293,12 @@ class RoundConductor:
         if not finished:
             log.warning("round finished elsewhere; outcome dropped", extra=self._ids())
             return LEASE_LOST
-        self.council.on_event("finished", {"status": status})
+        self._emit("finished", {"status": status})
         log.info("round finished", extra=self._ids(status=status))
         return status
+
+    def _emit(self, kind: str, data: dict) -> None:
+        self.council.on_event(self.plan.session_id, self.plan.round_no, kind, data)
 
     def _name(self, model_id: str) -> str:
         return self.council.roster.model(model_id).name
