@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -36,7 +36,8 @@ import httpx
 REASON_MAX_CHARS = 200
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 CONTEXT_LENGTH = re.compile(
-    r"context[ _-]?(length|window)|maximum context|too many tokens|tokens? exceed|prompt is too long",
+    r"context[ _-]?(length|window)|maximum context|too many tokens|tokens? exceed"
+    r"|prompt is too long",
     re.IGNORECASE,
 )
 SECRET = re.compile(r"sk-[A-Za-z0-9_\-]{8,}")
@@ -131,7 +132,7 @@ def _seconds_until(http_date: str, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # an HTTP-date is always UTC, whatever zone it spells
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 

@@ -1,7 +1,7 @@
 """Write the simulated provider's replies: deterministic, and plainly marked as simulated.
 
-Equal inputs give equal outputs: every choice is drawn from a hash of the model id and the last
-user message, never from a clock or a random generator.
+Equal inputs give equal contents: every choice in a content is drawn from a hash of the model id
+and the last user message, never from a clock or a random generator.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 
 from shared.council.prompts import is_synthesis_request, ranking_labels
 
@@ -49,13 +50,13 @@ def last_user_text(messages: list[dict]) -> str:
     return ""
 
 
-def completion_body(model: str, messages: list[dict], content: str, call_no: int) -> dict:
+def completion_body(model: str, messages: list[dict], content: str) -> dict:
     """Return an OpenAI chat completion body with a usage block sized like real text."""
     prompt_chars = sum(len(_text_of(message.get("content"))) for message in messages)
     prompt_tokens = max(1, prompt_chars // CHARS_PER_TOKEN)
     completion_tokens = max(1, len(content) // CHARS_PER_TOKEN)
     return {
-        "id": f"chatcmpl-sim-{call_no}",
+        "id": f"chatcmpl-sim-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,

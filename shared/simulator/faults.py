@@ -7,6 +7,7 @@ of calls always gives the same outcomes.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ class Fault:
 
     error_rate: float = 0.0
     rate_429: float = 0.0
-    retry_after_s: float = 1.0
+    retry_after_s: float | None = 1.0
     hang_rate: float = 0.0
     latency_ms: float | None = None
     malformed: str | None = None
@@ -98,8 +99,11 @@ class FaultPlan:
         if fault is None:
             return Outcome(ANSWER)
         draw = self._random.random()
-        for kind, rate in ((ERROR, fault.error_rate), (RATE_LIMITED, fault.rate_429),
-                           (HANG, fault.hang_rate)):
+        for kind, rate in (
+            (ERROR, fault.error_rate),
+            (RATE_LIMITED, fault.rate_429),
+            (HANG, fault.hang_rate),
+        ):
             if draw < rate:
                 return Outcome(kind, fault)
             draw -= rate
@@ -121,7 +125,9 @@ def _number(data: Mapping, name: str, default: float | None) -> float | None:
     value = data.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultError(f'"{name}" must be a non-negative number')
+    if not math.isfinite(value) or value < 0:
         raise FaultError(f'"{name}" must be a non-negative number')
     return float(value)
 
