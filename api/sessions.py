@@ -16,6 +16,7 @@ from api.present import session_body, session_summary
 from api.resources import enqueue_round, get_settings, get_store
 from api.schemas import QuestionSchema, SessionCreateSchema
 from shared import records
+from shared.store import SessionQuery
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,10 @@ def create_session():
 
 @bp.get("")
 def list_sessions():
-    """List sessions, newest first, a page at a time."""
+    """List sessions, pinned first, then newest first, a page at a time."""
     limit = _page_size(request.args.get("limit"))
-    before = _decode_cursor(request.args.get("cursor"))
-    page = get_store().list_sessions(None, limit + 1, before)
+    after = _decode_cursor(request.args.get("cursor"))
+    page = get_store().list_sessions(SessionQuery(), limit + 1, after)
     more = len(page) > limit
     page = page[:limit]
     cursor = _encode_cursor(page[-1]) if more else None
@@ -130,16 +131,16 @@ def _page_size(raw: str | None) -> int:
 
 
 def _encode_cursor(session: dict) -> str:
-    raw = f"{session['created_at']!r}|{session['id']}".encode()
+    raw = f"{int(session['pinned'])}|{session['created_at']!r}|{session['id']}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+def _decode_cursor(cursor: str | None) -> tuple[bool, float, str] | None:
     if not cursor:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, session_id = raw.split("|", 1)
-        return float(created_at), session_id
+        pinned, created_at, session_id = raw.split("|", 2)
+        return bool(int(pinned)), float(created_at), session_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API issued") from error

@@ -8,6 +8,14 @@ A session and its rounds are plain dicts (they travel as JSON and as MongoDB doc
         "members": [model_id, ...], "chairman": model_id,
         "status": <status of the last round>,
         "rounds": [round, ...],                        # round_no == index + 1
+        "mode": "council" | "chat",
+        "pinned": bool,                                # pinned sessions list first
+        "deleted_at": float | None,                    # soft-deleted: hidden from every read
+        "share_token": str | None,                     # set → readable by token, read-only
+        "callback_url": str | None,                    # webhook told when a round ends
+        "priority": "interactive" | "batch",
+        "branched_from": {"session_id": str, "round_no": int} | None,
+        "deliveries": [delivery, ...],                 # webhook delivery attempts, oldest first
     }
     round = {
         "round_no": int, "question": str,
@@ -29,13 +37,23 @@ A session and its rounds are plain dicts (they travel as JSON and as MongoDB doc
     synthesis = {"model", "content" | None, "error" | None, "usage", "latency_ms"}
     standing = {"member", "mean_rank" | None, "ballots": int, "disagreement" | None}
     usage = {"prompt_tokens": int, "completion_tokens": int, "total_tokens": int}
+    delivery = {...}                 # one webhook attempt, as the webhook sender records it
+
+Beside sessions the store keeps idempotency records and API keys (only hashes of the keys)::
+
+    idempotency = {"fingerprint": str, "status": int | None,   # None: the request is in flight
+                   "body": dict | None, "headers": {name: value}, "created_at": float}
+    api_key = {"id": str, "name": str, "scope": "client" | "admin", "key_hash": str,
+               "created_at": float, "revoked_at": float | None, "callback_url": str | None,
+               "priority": "interactive" | "batch"}
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -48,7 +66,32 @@ UNFINISHED = frozenset({QUEUED, RUNNING})
 TERMINAL = frozenset({COMPLETED, DEGRADED, FAILED, CANCELLED})
 STAGES = ("answers", "rankings", "synthesis")
 
+COUNCIL = "council"
+CHAT = "chat"
+MODES = (COUNCIL, CHAT)
+INTERACTIVE = "interactive"
+BATCH = "batch"
+PRIORITIES = (INTERACTIVE, BATCH)
+SCOPES = ("client", "admin")
+
+# What a session holds beyond its question and council, and what it holds when nothing was said.
+SESSION_DEFAULTS: dict[str, object] = {
+    "mode": COUNCIL,
+    "pinned": False,
+    "deleted_at": None,
+    "share_token": None,
+    "callback_url": None,
+    "priority": INTERACTIVE,
+    "branched_from": None,
+    "deliveries": [],
+}
+
 TITLE_CHARS = 80
+
+
+def session_defaults() -> dict:
+    """Return a fresh copy of ``SESSION_DEFAULTS``, safe to change."""
+    return copy.deepcopy(SESSION_DEFAULTS)
 
 
 def new_round(round_no: int, question: str, now: float | None = None) -> dict:
@@ -81,8 +124,24 @@ def new_session(
     chairman: str,
     owner: str | None = None,
     now: float | None = None,
+    *,
+    mode: str = COUNCIL,
+    pinned: bool = False,
+    deleted_at: float | None = None,
+    share_token: str | None = None,
+    callback_url: str | None = None,
+    priority: str = INTERACTIVE,
+    branched_from: Mapping[str, object] | None = None,
+    deliveries: Sequence[dict] = (),
 ) -> dict:
-    """Return a new session whose first round is queued."""
+    """Return a new session whose first round is queued.
+
+    Raises ``ValueError`` for a mode or priority that is not one of ``MODES`` or ``PRIORITIES``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
     now = time.time() if now is None else now
     return {
         "id": uuid.uuid4().hex,
@@ -94,6 +153,14 @@ def new_session(
         "chairman": chairman,
         "status": QUEUED,
         "rounds": [new_round(1, question, now)],
+        "mode": mode,
+        "pinned": pinned,
+        "deleted_at": deleted_at,
+        "share_token": share_token,
+        "callback_url": callback_url,
+        "priority": priority,
+        "branched_from": None if branched_from is None else dict(branched_from),
+        "deliveries": [dict(delivery) for delivery in deliveries],
     }
 
 

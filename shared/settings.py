@@ -52,6 +52,7 @@ class Settings:
     redis_enabled: bool = True
     broker_url: str | None = None
     redis_socket_timeout_s: float = 2.0
+    session_retention_days: float = 0.0
 
     # The HTTP edge.
     api_key: str | None = None
@@ -79,6 +80,11 @@ class Settings:
     def sqlite_file(self) -> Path:
         """Return where the embedded SQLite store lives."""
         return self.sqlite_path or self.data_dir / "council.sqlite3"
+
+    @property
+    def session_retention_s(self) -> float | None:
+        """Return how long sessions are kept, in seconds; ``None`` keeps them forever."""
+        return self.session_retention_days * 86_400 or None
 
     @property
     def embedded_redis_socket(self) -> Path:
@@ -130,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_enabled=reader.flag("REDIS_ENABLED", True),
         broker_url=reader.text("BROKER_URL"),
         redis_socket_timeout_s=reader.number("REDIS_SOCKET_TIMEOUT", 2.0),
+        session_retention_days=reader.number("SESSION_RETENTION_DAYS", 0.0),
         api_key=reader.text("API_KEY"),
         cors_origins=tuple(reader.csv("CORS_ORIGINS")),
         rate_limit_requests=reader.integer("RATE_LIMIT_REQUESTS", 1000),

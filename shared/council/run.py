@@ -90,6 +90,12 @@ async def execute_round(council: Council, session_id: str, round_no: int) -> str
         log.info("round not claimed", extra=_ids(session_id, round_no, outcome=claim.outcome))
         return claim.outcome
     session = await asyncio.to_thread(council.store.get_session, session_id)
+    if session is None:  # deleted since it was queued: end the round rather than pay for it
+        note = {"notes": ["the session was deleted"]}
+        await asyncio.to_thread(
+            council.store.finish_round, session_id, round_no, claim.attempt, records.CANCELLED, note
+        )
+        return records.CANCELLED
     plan = plan_round(session, round_no, claim.attempt)
     return await RoundConductor(council, plan).conduct()
 

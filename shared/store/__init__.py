@@ -15,7 +15,9 @@ from shared.store.base import (
     FINISHED,
     MISSING,
     Claim,
+    DuplicateKey,
     Lease,
+    SessionQuery,
     Store,
     StoreUnavailable,
 )
@@ -32,7 +34,9 @@ __all__ = [
     "FINISHED",
     "MISSING",
     "Claim",
+    "DuplicateKey",
     "Lease",
+    "SessionQuery",
     "Store",
     "StoreUnavailable",
     "open_store",
@@ -52,7 +56,7 @@ def open_store(settings: Settings) -> Store:
             socketTimeoutMS=MONGODB_SOCKET_TIMEOUT_MS,
         )
         try:
-            return MongoStore(client, settings.mongodb_database)
+            return MongoStore(client, settings.mongodb_database, settings.session_retention_s)
         except StoreUnavailable:
             client.close()
             raise

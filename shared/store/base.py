@@ -6,6 +6,9 @@ number of hosts may call them at once without losing a write. Checkpoints are id
 first write of a member's answer (or a reviewer's ballot, or the synthesis) wins and later writes
 of the same call are ignored, so a re-delivered task can never overwrite or duplicate them.
 Checkpoints land only while the round is running: a finished round's result never changes.
+
+A soft-deleted session is gone for every reader (get, list, shared view) and every client write;
+only ``purge_sessions`` (or MongoDB's TTL index) removes it for good.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.records import RUNNING, TERMINAL
+from shared.records import INTERACTIVE, PRIORITIES, RUNNING, SCOPES, TERMINAL
 
 CLAIMED = "claimed"      # the caller now holds the round's lease, as attempt number `attempt`
 BUSY = "busy"            # another worker holds an unexpired lease
@@ -23,10 +26,29 @@ EXHAUSTED = "exhausted"  # attempts ran out: the store has marked the round fail
 MISSING = "missing"      # no such session or round
 
 OUTCOME_FIELDS = frozenset({"aggregate", "notes", "error"})
+EDITABLE_FIELDS = {"title": str, "pinned": bool}  # what ``update_session`` may change
 
 
 class StoreUnavailable(RuntimeError):
     """The store could not be reached or did not answer in time."""
+
+
+class DuplicateKey(ValueError):
+    """Another record already holds this unique value (an API key hash, a share token)."""
+
+
+@dataclass(frozen=True)
+class SessionQuery:
+    """Which sessions ``list_sessions`` returns; every field that is set must match.
+
+    ``owner`` ``None`` means every owner; ``status`` is the session's (its last round's);
+    ``text`` matches, ignoring case, anywhere in the title or in any round's question.
+    """
+
+    owner: str | None = None
+    status: str | None = None
+    pinned: bool | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,15 +79,101 @@ class Store(Protocol):
         """
 
     def get_session(self, session_id: str) -> dict | None:
-        """Return the whole session with its rounds, or ``None``."""
+        """Return the whole session with its rounds; ``None`` when missing or deleted."""
 
     def list_sessions(
-        self, owner: str | None, limit: int, before: tuple[float, str] | None = None
+        self, query: SessionQuery, limit: int, after: tuple[bool, float, str] | None = None
     ) -> list[dict]:
-        """Return up to ``limit`` sessions of ``owner`` (all when ``None``), newest first.
+        """Return up to ``limit`` whole sessions matching ``query``, never deleted ones.
 
-        ``before`` is the ``(created_at, id)`` of the last session of the previous page.
+        The order is pinned first, then newest first (``created_at``, then ``id``, descending).
+        ``after`` is the ``(pinned, created_at, id)`` of the last session of the previous page;
+        the next page starts right after it, so pages neither skip nor repeat a session.
         """
+
+    def update_session(
+        self, session_id: str, changes: Mapping[str, object], now: float
+    ) -> dict | None:
+        """Change ``title`` and/or ``pinned``, move ``updated_at`` to ``now``, return the session.
+
+        ``None`` when the session is missing or deleted. Raises ``ValueError`` for any other
+        field, or a value of the wrong type.
+        """
+
+    def delete_session(self, session_id: str, now: float) -> bool:
+        """Soft-delete a session: set ``deleted_at``, clear ``share_token``, cancel its round.
+
+        An unfinished last round is cancelled as ``request_cancel`` would (a queued one at once,
+        a running one at its worker's next lease renewal), so nobody pays for a deleted session.
+        False when the session is missing or already deleted.
+        """
+
+    def delete_sessions(self, owner: str | None, now: float) -> int:
+        """Soft-delete every session of ``owner`` (of everyone when ``None``); return how many.
+
+        Like ``delete_session`` for each of them, unfinished rounds included.
+        """
+
+    def set_share_token(self, session_id: str, token: str | None) -> bool:
+        """Share a session under ``token`` (``None`` stops sharing) from now on.
+
+        False when the session is missing or deleted. Raises ``DuplicateKey`` when another
+        session holds the token. ``updated_at`` does not move.
+        """
+
+    def get_shared_session(self, token: str) -> dict | None:
+        """Return the session shared under ``token``; ``None`` when none is, or it was deleted."""
+
+    def purge_sessions(self, created_before: float, limit: int = 1000) -> int:
+        """Delete for good up to ``limit`` sessions created before ``created_before``, deleted
+        or not, with their rounds and calls; return how many."""
+
+    def record_delivery(self, session_id: str, delivery: dict) -> None:
+        """Append one webhook delivery attempt to the session's ``deliveries``.
+
+        One targeted write; ``updated_at`` does not move (the session's content is unchanged).
+        Nothing happens when the session does not exist.
+        """
+
+    def begin_idempotent(
+        self, owner: str, key: str, fingerprint: str, now: float, *,
+        reclaim_after: float | None = None,
+    ) -> dict | None:
+        """Reserve ``(owner, key)`` atomically: ``None`` when this call reserved it.
+
+        Otherwise return the existing record (see ``shared.records``); its ``status`` is
+        ``None`` while the first request is still in flight. With ``reclaim_after``, a record
+        still in flight although created more than ``reclaim_after`` seconds before ``now``
+        (its request died) is taken over by this call, which then also returns ``None``.
+        """
+
+    def finish_idempotent(
+        self, owner: str, key: str, status: int, body: dict, headers: dict
+    ) -> None:
+        """Record the answer to replay for a reserved key (the first answer stays)."""
+
+    def release_idempotent(self, owner: str, key: str) -> None:
+        """Forget ``(owner, key)``: a reservation whose request failed before creating anything,
+        or a record past its lifetime that no sweep has deleted yet."""
+
+    def purge_idempotency(self, created_before: float) -> int:
+        """Delete idempotency records created before ``created_before``; return how many."""
+
+    def create_api_key(self, key: dict) -> None:
+        """Store an API key record (``shared.records``: its hash, never the key).
+
+        Raises ``DuplicateKey`` when the id or the hash exists, ``ValueError`` for an unknown
+        scope or priority.
+        """
+
+    def find_api_key(self, key_hash: str) -> dict | None:
+        """Return the key with this hash, revoked or not (the caller checks ``revoked_at``)."""
+
+    def list_api_keys(self) -> list[dict]:
+        """Return every API key, revoked ones included, oldest first."""
+
+    def revoke_api_key(self, key_id: str, now: float) -> bool:
+        """Set ``revoked_at``; False when the key is missing or already revoked."""
 
     def append_round(self, session_id: str, round_: dict) -> bool:
         """Add a follow-up round; refuse (False) unless the last round is terminal and
@@ -131,6 +239,24 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+def check_changes(changes: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` unless ``update_session`` may apply these changes."""
+    for name, value in changes.items():
+        kind = EDITABLE_FIELDS.get(name)
+        if kind is None:
+            raise ValueError(f"a session's {name!r} cannot be changed")
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} must be a {kind.__name__}, not {value!r}")
+
+
+def check_api_key(key: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless the API key record has a known scope and priority."""
+    if key["scope"] not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {key['scope']!r}")
+    if key.get("priority", INTERACTIVE) not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
 
 
 def check_finish(status: str, outcome: Mapping[str, Any]) -> None:

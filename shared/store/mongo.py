@@ -5,120 +5,109 @@ Round ``n`` lives at ``rounds.{n-1}``, so every checkpoint and every conditional
 path. Single-document updates are atomic, so no multi-document transaction is needed. Every
 change of a round's status also sets the session's top-level ``status`` (the last round's) and
 moves ``updated_at`` forward.
+
+Indexes, TTL expiry and migrations live in ``mongo_schema``; editing, deleting and sharing whole
+sessions in ``mongo_admin``; idempotency records and API keys in ``mongo_keys``.
 """
 
 from __future__ import annotations
 
-import functools
+import re
 import time
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
+from pymongo import DESCENDING, ReturnDocument
 
-from shared.records import CANCELLED, FAILED, QUEUED, RUNNING, TERMINAL
+from shared.records import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SESSION_DEFAULTS,
+    TERMINAL,
+    session_defaults,
+)
 from shared.store.base import (
     BUSY,
     CLAIMED,
     EXHAUSTED,
     Claim,
     Lease,
-    StoreUnavailable,
+    SessionQuery,
     check_finish,
     claim_refusal,
 )
+from shared.store.mongo_admin import SessionAdmin, session_from
+from shared.store.mongo_errors import reachable as _reachable
+from shared.store.mongo_keys import KeyRecords
+from shared.store.mongo_schema import bson_date, ensure_indexes, keep_sessions_for, migrate
 
-SESSION_FIELDS = ("owner", "title", "created_at", "updated_at", "members", "chairman", "rounds")
-IDEMPOTENCY_TTL_S = 86_400
+SESSION_FIELDS = (
+    "owner", "title", "created_at", "updated_at", "members", "chairman", "rounds",
+    *SESSION_DEFAULTS,
+)
+LISTING_ORDER = [("pinned", DESCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
 CLAIM_TRIES = 3  # a refused claim re-reads; only a round changing under us needs another try
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
+class MongoStore(SessionAdmin, KeyRecords):
+    """A ``Store`` in a MongoDB database, shared by every process of the fleet.
 
-def _reachable(method: Callable[P, T]) -> Callable[P, T]:
-    """Turn a lost or slow MongoDB connection into ``StoreUnavailable``."""
-
-    @functools.wraps(method)
-    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except (ConnectionFailure, ExecutionTimeout) as error:
-            raise StoreUnavailable(f"MongoDB store: {error}") from error
-
-    return guarded
-
-
-class MongoStore:
-    """A ``Store`` in a MongoDB database, shared by every process of the fleet."""
+    With ``retention_s`` MongoDB itself deletes sessions that long after their creation (a TTL
+    index); without it an existing TTL index is dropped and sessions are kept.
+    """
 
     @_reachable
-    def __init__(self, client: pymongo.MongoClient, database: str) -> None:
+    def __init__(
+        self, client: pymongo.MongoClient, database: str, retention_s: float | None = None
+    ) -> None:
         self._client = client
         self._db = client[database]
         self._sessions = self._db["sessions"]
         self.ensure_indexes()
+        migrate(self._db)
+        keep_sessions_for(self._db, retention_s)
 
     def ensure_indexes(self) -> None:
         """Create the indexes the queries rely on (a no-op when they exist)."""
-        sessions = self._sessions
-        sessions.create_index(
-            [("owner", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-            name="owner_newest_first",
-        )
-        sessions.create_index(
-            [("created_at", DESCENDING), ("_id", DESCENDING)], name="newest_first"
-        )
-        sessions.create_index("status", name="status")
-        # Only string tokens are indexed, so any number of unshared sessions may hold none.
-        sessions.create_index(
-            "share_token", name="share_token", unique=True,
-            partialFilterExpression={"share_token": {"$type": "string"}},
-        )
-        idempotency = self._db["idempotency"]
-        idempotency.create_index(
-            [("owner", ASCENDING), ("key", ASCENDING)], name="owner_key", unique=True
-        )
-        # TTL indexes only expire BSON dates: store ``created_at`` there as a datetime.
-        idempotency.create_index(
-            "created_at", name="expire", expireAfterSeconds=IDEMPOTENCY_TTL_S
-        )
+        ensure_indexes(self._db)
 
     # Sessions.
 
     @_reachable
     def create_session(self, session: dict) -> None:
         """Insert a new session with its rounds."""
-        document = {"_id": session["id"], **{name: session[name] for name in SESSION_FIELDS}}
+        fields = {**session_defaults(), **session}
+        document = {"_id": session["id"], **{name: fields[name] for name in SESSION_FIELDS}}
         document["status"] = session["rounds"][-1]["status"]
+        document["created_on"] = bson_date(session["created_at"])  # what the TTL index reads
         self._sessions.insert_one(document)
 
     @_reachable
     def get_session(self, session_id: str) -> dict | None:
-        """Return the whole session with its rounds, or ``None``."""
-        document = self._sessions.find_one({"_id": session_id})
-        return _session_from(document) if document else None
+        """Return the whole session with its rounds; ``None`` when missing or deleted."""
+        document = self._sessions.find_one({"_id": session_id, "deleted_at": None})
+        return session_from(document) if document else None
 
     @_reachable
     def list_sessions(
-        self, owner: str | None, limit: int, before: tuple[float, str] | None = None
+        self, query: SessionQuery, limit: int, after: tuple[bool, float, str] | None = None
     ) -> list[dict]:
-        """Return up to ``limit`` sessions of ``owner`` (all when ``None``), newest first."""
+        """Return up to ``limit`` sessions matching ``query``: pinned first, then newest first."""
         if limit < 1:
             return []  # limit(0) means no limit to MongoDB
-        query: dict = {} if owner is None else {"owner": owner}
-        if before is not None:
-            created_at, session_id = before
-            query["$or"] = [
-                {"created_at": {"$lt": created_at}},
-                {"created_at": created_at, "_id": {"$lt": session_id}},
-            ]
-        cursor = self._sessions.find(query).sort(
-            [("created_at", DESCENDING), ("_id", DESCENDING)]
-        ).limit(limit)
-        return [_session_from(document) for document in cursor]
+        conditions: list[dict] = [{"deleted_at": None}]
+        conditions += [
+            {name: getattr(query, name)} for name in ("owner", "status", "pinned")
+            if getattr(query, name) is not None
+        ]
+        if query.text:
+            pattern = {"$regex": re.escape(query.text), "$options": "i"}
+            conditions.append({"$or": [{"title": pattern}, {"rounds.question": pattern}]})
+        if after is not None:
+            conditions.append({"$or": _after(*after)})
+        cursor = self._sessions.find({"$and": conditions}).sort(LISTING_ORDER).limit(limit)
+        return [session_from(document) for document in cursor]
 
     # Rounds.
 
@@ -385,5 +374,11 @@ def _is_stale(round_: dict, now: float, queued_before: float) -> bool:
     return round_["status"] == RUNNING and lease_until is not None and lease_until < now
 
 
-def _session_from(document: dict) -> dict:
-    return {"id": document.pop("_id"), **document}
+def _after(pinned: bool, created_at: float, session_id: str) -> list[dict]:
+    """Match what the listing order puts after ``(pinned, created_at, id)``."""
+    pinned = bool(pinned)  # a stored boolean never equals the number 1
+    later = [
+        {"pinned": pinned, "created_at": {"$lt": created_at}},
+        {"pinned": pinned, "created_at": created_at, "_id": {"$lt": session_id}},
+    ]
+    return [{"pinned": False}, *later] if pinned else later

@@ -5,6 +5,9 @@ every conditional step is one targeted statement instead of a rewrite of a whole
 mode lets readers run beside the single writer; writers take the lock up front with
 ``BEGIN IMMEDIATE`` and wait for it (``busy_timeout``), so any number of API and worker
 processes, each with many threads, can share the file. Each thread has its own connection.
+
+The schema, its migrations and the SQL text live in ``sqlite_schema``, the row conversions in
+``sqlite_rows``, idempotency records and API keys in ``sqlite_keys``.
 """
 
 from __future__ import annotations
@@ -14,120 +17,58 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.records import RUNNING, TERMINAL
+from shared.records import RUNNING
 from shared.store.base import (
     BUSY,
     CLAIMED,
     EXHAUSTED,
     Claim,
+    DuplicateKey,
     Lease,
+    SessionQuery,
     StoreUnavailable,
+    check_changes,
     check_finish,
     claim_refusal,
+)
+from shared.store.sqlite_keys import KeyRecords
+from shared.store.sqlite_rows import (
+    assemble,
+    assemble_round,
+    dumps,
+    insert_calls,
+    round_params,
+    session_params,
+)
+from shared.store.sqlite_schema import (
+    APPEND_ROUND,
+    CANCEL,
+    CANCEL_UNFINISHED,
+    CLAIM,
+    GIVE_UP,
+    INSERT_CALL,
+    INSERT_ROUND,
+    INSERT_SESSION,
+    LAST_STATUS,
+    MATCHES_TEXT,
+    PURGE_SESSIONS,
+    RECORD_DELIVERY,
+    RENEW,
+    SOFT_DELETE,
+    STALE,
+    TOUCH_SESSION,
+    migrate,
 )
 
 BUSY_TIMEOUT_S = 10.0
 UNAVAILABLE_MESSAGES = ("database is locked", "database is busy", "unable to open", "disk i/o")
-_TERMINAL_SQL = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
-
-# One tuple of statements per schema version; ``PRAGMA user_version`` records how many ran.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE IF NOT EXISTS sessions (
-            id TEXT PRIMARY KEY,
-            owner TEXT,
-            title TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            members TEXT NOT NULL,
-            chairman TEXT NOT NULL
-        )""",
-        "CREATE INDEX IF NOT EXISTS sessions_by_owner"
-        " ON sessions (owner, created_at DESC, id DESC)",
-        "CREATE INDEX IF NOT EXISTS sessions_by_age ON sessions (created_at DESC, id DESC)",
-        """CREATE TABLE IF NOT EXISTS rounds (
-            session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-            round_no INTEGER NOT NULL,
-            question TEXT NOT NULL,
-            status TEXT NOT NULL,
-            stage TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            lease_until REAL,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            queued_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            aggregate TEXT,
-            notes TEXT NOT NULL DEFAULT '[]',
-            error TEXT,
-            PRIMARY KEY (session_id, round_no)
-        )""",
-        "CREATE INDEX IF NOT EXISTS rounds_by_status ON rounds (status)",
-        """CREATE TABLE IF NOT EXISTS round_calls (
-            session_id TEXT NOT NULL,
-            round_no INTEGER NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('answer', 'ballot', 'synthesis')),
-            member TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            PRIMARY KEY (session_id, round_no, kind, member),
-            FOREIGN KEY (session_id, round_no)
-                REFERENCES rounds (session_id, round_no) ON DELETE CASCADE
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-ROUND_COLUMNS = (
-    "session_id", "round_no", "question", "status", "stage", "attempts", "lease_until",
-    "cancel_requested", "created_at", "queued_at", "started_at", "finished_at", "aggregate",
-    "notes", "error",
-)
-_ROUND_VALUES = ", ".join(f":{column}" for column in ROUND_COLUMNS)
-INSERT_ROUND = f"INSERT INTO rounds ({', '.join(ROUND_COLUMNS)}) VALUES ({_ROUND_VALUES})"
-APPEND_ROUND = f"""
-    INSERT INTO rounds ({', '.join(ROUND_COLUMNS)}) SELECT {_ROUND_VALUES}
-    WHERE (SELECT max(round_no) FROM rounds WHERE session_id = :session_id) = :round_no - 1
-      AND (SELECT status FROM rounds WHERE session_id = :session_id AND round_no = :round_no - 1)
-          IN ({_TERMINAL_SQL})"""
-INSERT_CALL = """
-    INSERT OR IGNORE INTO round_calls (session_id, round_no, kind, member, payload)
-    SELECT :session_id, :round_no, :kind, :member, :payload
-    WHERE EXISTS (SELECT 1 FROM rounds WHERE session_id = :session_id AND round_no = :round_no
-                  AND status = :status)"""
-CLAIM = """
-    UPDATE rounds SET status = 'running', lease_until = :lease_until, attempts = attempts + 1,
-                      started_at = coalesce(started_at, :now)
-    WHERE session_id = :session_id AND round_no = :round_no AND attempts < :max_attempts
-      AND (status = 'queued' OR (status = 'running' AND lease_until < :now))"""
-GIVE_UP = """
-    UPDATE rounds SET status = 'failed', lease_until = NULL, finished_at = :now,
-                      error = 'no worker finished the round within ' || :max_attempts || ' attempts'
-    WHERE session_id = :session_id AND round_no = :round_no"""
-RENEW = """
-    UPDATE rounds SET lease_until = :lease_until, stage = coalesce(:stage, stage)
-    WHERE session_id = :session_id AND round_no = :round_no AND status = 'running'
-      AND attempts = :attempt
-    RETURNING cancel_requested"""
-CANCEL = """
-    UPDATE rounds SET cancel_requested = 1,
-        status = CASE status WHEN 'queued' THEN 'cancelled' ELSE status END,
-        finished_at = CASE status WHEN 'queued' THEN :now ELSE finished_at END
-    WHERE session_id = :session_id AND round_no = :round_no AND status IN ('queued', 'running')
-    RETURNING status"""
-STALE = """
-    SELECT session_id, round_no FROM rounds
-    WHERE queued_at < :queued_before
-      AND (status = 'queued' OR (status = 'running' AND lease_until < :now))
-    LIMIT :limit"""
-TOUCH_SESSION = "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE id = :session_id"
 
 
-class SqliteStore:
+class SqliteStore(KeyRecords):
     """A ``Store`` in one SQLite file, shared by every process on the host."""
 
     def __init__(self, path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
@@ -145,50 +86,126 @@ class SqliteStore:
     def create_session(self, session: dict) -> None:
         """Insert a new session with its rounds and any calls they already hold."""
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO sessions (id, owner, title, created_at, updated_at, members, chairman)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session["id"], session["owner"], session["title"], session["created_at"],
-                    session["updated_at"], json.dumps(session["members"]), session["chairman"],
-                ),
-            )
+            conn.execute(INSERT_SESSION, session_params(session))
             for round_ in session["rounds"]:
-                conn.execute(INSERT_ROUND, _round_params(session["id"], round_))
-                _insert_calls(conn, session["id"], round_)
+                conn.execute(INSERT_ROUND, round_params(session["id"], round_))
+                insert_calls(conn, session["id"], round_)
 
     def get_session(self, session_id: str) -> dict | None:
-        """Return the whole session with its rounds, or ``None``."""
+        """Return the whole session with its rounds; ``None`` when missing or deleted."""
         with self._read() as conn:
-            row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            return _assemble(conn, [row])[0] if row else None
+            return self._live_session(conn, session_id)
 
     def list_sessions(
-        self, owner: str | None, limit: int, before: tuple[float, str] | None = None
+        self, query: SessionQuery, limit: int, after: tuple[bool, float, str] | None = None
     ) -> list[dict]:
-        """Return up to ``limit`` sessions of ``owner`` (all when ``None``), newest first."""
+        """Return up to ``limit`` sessions matching ``query``: pinned first, then newest first.
+
+        Three queries whatever the page size: the page, its rounds, their calls.
+        """
         if limit < 1:
             return []  # a negative LIMIT means no limit to SQLite
-        conditions, params = [], []
-        if owner is not None:
-            conditions.append("owner = ?")
-            params.append(owner)
-        if before is not None:
-            conditions.append("(created_at, id) < (?, ?)")
-            params.extend(before)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        query = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC LIMIT ?"
+        conditions = ["deleted_at IS NULL"]
+        params: dict[str, object] = {"limit": limit}
+        for name in ("owner", "pinned"):
+            if getattr(query, name) is not None:
+                conditions.append(f"{name} = :{name}")
+                params[name] = getattr(query, name)
+        if query.status is not None:
+            conditions.append(f"{LAST_STATUS} = :status")
+            params["status"] = query.status
+        if query.text:
+            conditions.append(MATCHES_TEXT)
+            params["text"] = query.text
+        if after is not None:
+            conditions.append("(pinned, created_at, id) < (:after_pinned, :after_at, :after_id)")
+            params.update(after_pinned=int(after[0]), after_at=after[1], after_id=after[2])
+        sql = (
+            f"SELECT * FROM sessions WHERE {' AND '.join(conditions)}"
+            " ORDER BY pinned DESC, created_at DESC, id DESC LIMIT :limit"
+        )
         with self._read() as conn:
-            return _assemble(conn, conn.execute(query, (*params, limit)).fetchall())
+            return assemble(conn, conn.execute(sql, params).fetchall())
+
+    def update_session(
+        self, session_id: str, changes: Mapping[str, object], now: float
+    ) -> dict | None:
+        """Change ``title`` and/or ``pinned``; see ``Store.update_session``."""
+        check_changes(changes)
+        assignments = "".join(f"{name} = :{name}, " for name in changes)
+        params = {**changes, "session_id": session_id, "now": now}
+        with self._write() as conn:
+            updated = conn.execute(
+                f"UPDATE sessions SET {assignments}updated_at = max(updated_at, :now)"
+                " WHERE id = :session_id AND deleted_at IS NULL",
+                params,
+            ).rowcount
+            return self._live_session(conn, session_id) if updated else None
+
+    def delete_session(self, session_id: str, now: float) -> bool:
+        """Soft-delete a session and cancel its unfinished round; False when already gone."""
+        return self._soft_delete("id = :session_id", {"session_id": session_id}, now) == 1
+
+    def delete_sessions(self, owner: str | None, now: float) -> int:
+        """Soft-delete every session of ``owner`` (everyone's when ``None``); return how many."""
+        if owner is None:
+            return self._soft_delete("1", {}, now)
+        return self._soft_delete("owner = :owner", {"owner": owner}, now)
+
+    def _soft_delete(self, condition: str, params: dict, now: float) -> int:
+        with self._write() as conn:
+            ids = [row["id"] for row in conn.execute(
+                SOFT_DELETE.format(condition=condition), {**params, "now": now}
+            )]
+            if ids:
+                conn.execute(CANCEL_UNFINISHED, {"ids": json.dumps(ids), "now": now})
+            return len(ids)
+
+    def set_share_token(self, session_id: str, token: str | None) -> bool:
+        """Share a session under ``token`` (``None`` stops sharing); False when gone."""
+        try:
+            with self._write() as conn:
+                return conn.execute(
+                    "UPDATE sessions SET share_token = ? WHERE id = ? AND deleted_at IS NULL",
+                    (token, session_id),
+                ).rowcount == 1
+        except sqlite3.IntegrityError as error:
+            raise DuplicateKey("another session is shared under this token") from error
+
+    def get_shared_session(self, token: str) -> dict | None:
+        """Return the session shared under ``token``; ``None`` when none is or it was deleted."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT * FROM sessions WHERE share_token = ? AND deleted_at IS NULL", (token,)
+            ).fetchone()
+            return assemble(conn, [row])[0] if row else None
+
+    def purge_sessions(self, created_before: float, limit: int = 1000) -> int:
+        """Delete for good up to ``limit`` sessions created before ``created_before``."""
+        params = {"created_before": created_before, "limit": max(limit, 0)}
+        with self._write() as conn:
+            return conn.execute(PURGE_SESSIONS, params).rowcount  # rounds and calls cascade
+
+    def record_delivery(self, session_id: str, delivery: dict) -> None:
+        """Append one webhook delivery attempt to the session's ``deliveries``."""
+        params = {"session_id": session_id, "delivery": json.dumps(delivery)}
+        with self._write() as conn:
+            conn.execute(RECORD_DELIVERY, params)
+
+    def _live_session(self, conn: sqlite3.Connection, session_id: str) -> dict | None:
+        row = conn.execute(
+            "SELECT * FROM sessions WHERE id = ? AND deleted_at IS NULL", (session_id,)
+        ).fetchone()
+        return assemble(conn, [row])[0] if row else None
 
     # Rounds.
 
     def append_round(self, session_id: str, round_: dict) -> bool:
         """Add a follow-up round unless the last round is unfinished or the number is wrong."""
         with self._write() as conn:
-            if conn.execute(APPEND_ROUND, _round_params(session_id, round_)).rowcount != 1:
+            if conn.execute(APPEND_ROUND, round_params(session_id, round_)).rowcount != 1:
                 return False
-            _insert_calls(conn, session_id, round_)
+            insert_calls(conn, session_id, round_)
             _touch(conn, session_id, round_["created_at"])
             return True
 
@@ -201,7 +218,7 @@ class SqliteStore:
             claim = {**key, "now": now, "lease_until": lease_until, "max_attempts": max_attempts}
             if conn.execute(CLAIM, claim).rowcount == 1:
                 _touch(conn, session_id, now)
-                round_ = _assemble_round(conn, session_id, round_no)
+                round_ = assemble_round(conn, session_id, round_no)
                 return Claim(CLAIMED, round_["attempts"], round_)
             row = conn.execute(
                 "SELECT status, lease_until, attempts FROM rounds"
@@ -343,6 +360,7 @@ class SqliteStore:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.create_function("contains_text", 2, _contains_text, deterministic=True)
         with self._opened_lock:
             self._opened.append((os.getpid(), conn))
         return conn
@@ -365,15 +383,7 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self._path} has schema version {version}; this code knows {SCHEMA_VERSION}"
-                )
-            for number in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[number]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
+            migrate(conn, self._path)
 
 
 @contextmanager
@@ -400,119 +410,13 @@ def _translated_errors() -> Iterator[None]:
 
 
 def _column_value(name: str, value: object) -> object:
-    return value if name == "error" else _dumps(value)
+    return value if name == "error" else dumps(value)
+
+
+def _contains_text(haystack: str | None, needle: str | None) -> bool:
+    """Match like MongoDB's case-insensitive regex: ``lower()`` knows more than ASCII."""
+    return haystack is not None and needle is not None and needle.lower() in haystack.lower()
 
 
 def _touch(conn: sqlite3.Connection, session_id: str, now: float) -> None:
     conn.execute(TOUCH_SESSION, {"session_id": session_id, "now": now})
-
-
-def _round_params(session_id: str, round_: dict) -> dict:
-    params = {column: round_.get(column) for column in ROUND_COLUMNS}
-    params.update(
-        session_id=session_id,
-        cancel_requested=int(bool(round_.get("cancel_requested"))),
-        aggregate=_dumps(round_.get("aggregate")),
-        notes=json.dumps(round_.get("notes") or []),
-    )
-    return params
-
-
-def _insert_calls(conn: sqlite3.Connection, session_id: str, round_: dict) -> None:
-    """Store the calls a new round already carries (a branched copy keeps its answers)."""
-    calls = [("answer", answer["member"], answer) for answer in round_.get("answers", ())]
-    calls += [("ballot", ballot["reviewer"], ballot) for ballot in round_.get("ballots", ())]
-    if round_.get("synthesis") is not None:
-        calls.append(("synthesis", "", round_["synthesis"]))
-    conn.executemany(
-        "INSERT OR IGNORE INTO round_calls (session_id, round_no, kind, member, payload)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [(session_id, round_["round_no"], kind, member, json.dumps(payload))
-         for kind, member, payload in calls],
-    )
-
-
-def _assemble(conn: sqlite3.Connection, sessions: Iterable[sqlite3.Row]) -> list[dict]:
-    """Build session dicts in the ``shared.records`` shape from their rows."""
-    sessions = list(sessions)
-    ids = json.dumps([row["id"] for row in sessions])
-    in_ids = "session_id IN (SELECT value FROM json_each(?))"
-    rounds: dict[str, list[dict]] = {row["id"]: [] for row in sessions}
-    calls = _calls_by_round(conn.execute(
-        f"SELECT * FROM round_calls WHERE {in_ids} ORDER BY rowid", (ids,)
-    ))
-    for row in conn.execute(f"SELECT * FROM rounds WHERE {in_ids} ORDER BY round_no", (ids,)):
-        key = (row["session_id"], row["round_no"])
-        rounds[row["session_id"]].append(_round_from(row, calls.get(key, {})))
-    return [_session_from(row, rounds[row["id"]]) for row in sessions]
-
-
-def _assemble_round(conn: sqlite3.Connection, session_id: str, round_no: int) -> dict:
-    key = (session_id, round_no)
-    row = conn.execute(
-        "SELECT * FROM rounds WHERE session_id = ? AND round_no = ?", key
-    ).fetchone()
-    calls = _calls_by_round(conn.execute(
-        "SELECT * FROM round_calls WHERE session_id = ? AND round_no = ? ORDER BY rowid", key
-    ))
-    return _round_from(row, calls.get(key, {}))
-
-
-def _calls_by_round(rows: Iterable[sqlite3.Row]) -> dict[tuple[str, int], dict]:
-    """Group call rows into each round's answers, ballots and synthesis, in write order."""
-    grouped: dict[tuple[str, int], dict] = {}
-    for row in rows:
-        calls = grouped.setdefault(
-            (row["session_id"], row["round_no"]), {"answers": [], "ballots": [], "synthesis": None}
-        )
-        payload = json.loads(row["payload"])
-        if row["kind"] == "synthesis":
-            calls["synthesis"] = payload
-        else:
-            calls[f"{row['kind']}s"].append(payload)
-    return grouped
-
-
-def _session_from(row: sqlite3.Row, rounds: list[dict]) -> dict:
-    return {
-        "id": row["id"],
-        "owner": row["owner"],
-        "title": row["title"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "members": json.loads(row["members"]),
-        "chairman": row["chairman"],
-        "status": rounds[-1]["status"] if rounds else None,
-        "rounds": rounds,
-    }
-
-
-def _round_from(row: sqlite3.Row, calls: dict) -> dict:
-    return {
-        "round_no": row["round_no"],
-        "question": row["question"],
-        "status": row["status"],
-        "stage": row["stage"],
-        "attempts": row["attempts"],
-        "lease_until": row["lease_until"],
-        "cancel_requested": bool(row["cancel_requested"]),
-        "created_at": row["created_at"],
-        "queued_at": row["queued_at"],
-        "started_at": row["started_at"],
-        "finished_at": row["finished_at"],
-        "answers": calls.get("answers", []),
-        "ballots": calls.get("ballots", []),
-        "synthesis": calls.get("synthesis"),
-        "aggregate": _loads(row["aggregate"]),
-        "notes": json.loads(row["notes"]),
-        "error": row["error"],
-    }
-
-
-def _dumps(value: object) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _loads(text: str | None) -> object:
-    return None if text is None else json.loads(text)
-

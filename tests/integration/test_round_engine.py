@@ -11,6 +11,7 @@ import pytest
 from shared import records
 from shared.council.run import Council, execute_round
 from shared.provider.client import ProviderClient
+from shared.store.base import FINISHED
 from shared.store.sqlite import SqliteStore
 from tests.conftest import CHAIRMAN, MEMBERS
 
@@ -67,6 +68,16 @@ def test_with_one_answer_the_rankings_are_skipped_and_the_reason_given(store, se
     assert "rankings skipped: fewer than two members answered" in round_["notes"]
     assert round_["synthesis"]["content"]
     assert sim.stats()["calls"].get(CHAIRMAN) == 1
+
+
+def test_a_round_of_a_deleted_session_ends_without_a_call(store, settings, sim):
+    session = submit(store)
+    abandoned = time.time() - 1000  # a worker claimed it, then died
+    store.claim_round(session["id"], 1, abandoned, abandoned + 1, 3)
+    assert store.delete_session(session["id"], time.time())
+    assert conduct(store, settings, session["id"]) == records.CANCELLED
+    assert store.claim_round(session["id"], 1, time.time(), time.time() + 60, 3).outcome == FINISHED
+    assert sim.stats()["total"] == 0
 
 
 def test_when_every_member_fails_the_round_fails_with_a_reason(store, settings, sim):
