@@ -18,14 +18,27 @@ def iso(timestamp: float | None) -> str | None:
 
 
 def session_body(session: dict, roster: Roster) -> dict:
-    """Return the full client view of a session with its rounds."""
+    """Return the full client view of a session with its rounds (never its owner)."""
     rounds = [round_body(r, roster) for r in session["rounds"]]
     return {
         **session_summary(session),
+        "mode": session["mode"],
+        "priority": session["priority"],
+        "branched_from": session["branched_from"],
         "members": [_model_ref(m, roster) for m in session["members"]],
         "chairman": _model_ref(session["chairman"], roster),
         "rounds": rounds,
         "usage": add_usage(r["usage"] for r in rounds),
+    }
+
+
+def private_session_body(session: dict, roster: Roster) -> dict:
+    """Return what the session's owner sees: the public view plus its webhook details."""
+    return {
+        **session_body(session, roster),
+        "shared": session["share_token"] is not None,
+        "callback_url": session["callback_url"],
+        "deliveries": session["deliveries"],
     }
 
 
@@ -35,6 +48,7 @@ def session_summary(session: dict) -> dict:
         "id": session["id"],
         "title": session["title"],
         "status": session["status"],
+        "pinned": session["pinned"],
         "created_at": iso(session["created_at"]),
         "updated_at": iso(session["updated_at"]),
         "round_count": len(session["rounds"]),
@@ -44,9 +58,10 @@ def session_summary(session: dict) -> dict:
 
 def round_body(round_: dict, roster: Roster) -> dict:
     """Return the client view of one round."""
-    calls = [*round_["answers"], *round_["ballots"]]
-    if round_["synthesis"]:
-        calls.append(round_["synthesis"])
+    answers = [_call(a, a["member"], roster) for a in round_["answers"]]
+    ballots = [_call(b, b["reviewer"], roster) for b in round_["ballots"]]
+    synthesis = _call(round_["synthesis"], round_["synthesis"]["model"], roster) if (
+        round_["synthesis"]) else None
     return {
         "round_no": round_["round_no"],
         "question": round_["question"],
@@ -56,13 +71,13 @@ def round_body(round_: dict, roster: Roster) -> dict:
         "created_at": iso(round_["created_at"]),
         "started_at": iso(round_["started_at"]),
         "finished_at": iso(round_["finished_at"]),
-        "answers": [_answer(a, roster) for a in round_["answers"]],
-        "ballots": [_ballot(b, roster) for b in round_["ballots"]],
+        "answers": answers,
+        "ballots": ballots,
         "aggregate": _aggregate(round_["aggregate"], roster),
-        "synthesis": _synthesis(round_["synthesis"], roster),
+        "synthesis": synthesis,
         "notes": round_["notes"],
         "error": round_["error"],
-        "usage": add_usage(call.get("usage") for call in calls),
+        "usage": add_usage(call["usage"] for call in [*answers, *ballots, synthesis] if call),
     }
 
 
@@ -82,18 +97,14 @@ def _model_ref(model_id: str, roster: Roster) -> dict:
     return {"id": model_id, "name": model.name if model else model_id}
 
 
-def _answer(answer: dict, roster: Roster) -> dict:
-    return {**answer, "name": _model_ref(answer["member"], roster)["name"]}
-
-
-def _ballot(ballot: dict, roster: Roster) -> dict:
-    return {**ballot, "name": _model_ref(ballot["reviewer"], roster)["name"]}
-
-
-def _synthesis(synthesis: dict | None, roster: Roster) -> dict | None:
-    if synthesis is None:
-        return None
-    return {**synthesis, "name": _model_ref(synthesis["model"], roster)["name"]}
+def _call(call: dict, model_id: str, roster: Roster) -> dict:
+    """Return a stored call with its model's display name and its cost filled in."""
+    model = roster.models.get(model_id)
+    usage = call.get("usage")
+    if usage and model is not None and usage.get("cost") is None:
+        cost = model.cost_of(usage)
+        usage = usage if cost is None else {**usage, "cost": cost}
+    return {**call, "usage": usage, "name": model.name if model else model_id}
 
 
 def _aggregate(standings: list[dict] | None, roster: Roster) -> list[dict] | None:

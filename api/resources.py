@@ -8,9 +8,15 @@ import redis
 from celery import Celery
 from flask import Flask, current_app
 
-from shared.queue import RUN_ROUND, make_celery
+from shared import keys
+from shared.cache import Cache
+from shared.events import EventLog, open_event_log
+from shared.logs import log_ids
+from shared.queue import RUN_ROUND, make_celery, message_headers
+from shared.redis_client import connect_redis
 from shared.settings import Settings
-from shared.store import Store, open_store
+from shared.store import Store
+from shared.store.cached import CacheDroppingStore, open_cached_store
 
 EXTENSION = "llm_council"
 
@@ -21,15 +27,31 @@ class Resources:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pid = os.getpid()
-        self._store: Store | None = None
+        self._store: CacheDroppingStore | None = None
         self._celery: Celery | None = None
         self._redis: redis.Redis | None = None
+        self._limits = None
+        self._events: EventLog | None = None
 
     @property
-    def store(self) -> Store:
+    def store(self) -> CacheDroppingStore:
         if self._store is None:
-            self._store = open_store(self.settings)
+            self._store = open_cached_store(self.settings, self.redis)
+            if self.settings.api_key:
+                keys.seed_configured_key(self._store, self.settings.api_key)
         return self._store
+
+    @property
+    def cache(self) -> Cache:
+        return self.store.cache
+
+    @property
+    def limits(self):
+        if self._limits is None:
+            from api.limits import InboundLimits
+
+            self._limits = InboundLimits(self.redis if self.settings.redis_enabled else None)
+        return self._limits
 
     @property
     def celery(self) -> Celery:
@@ -38,14 +60,16 @@ class Resources:
         return self._celery
 
     @property
+    def events(self) -> EventLog:
+        """Return the event log SSE streams read from (its client outwaits a blocking read)."""
+        if self._events is None:
+            self._events = open_event_log(self.settings, blocking=True)
+        return self._events
+
+    @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
-            timeout = self.settings.redis_socket_timeout_s
-            self._redis = redis.Redis.from_url(
-                self.settings.effective_redis_url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-            )
+            self._redis = connect_redis(self.settings)
         return self._redis
 
     def close(self) -> None:
@@ -53,6 +77,8 @@ class Resources:
             self._store.close()
         if self._redis is not None:
             self._redis.close()
+        if self._events is not None:
+            self._events.client.close()
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -73,11 +99,23 @@ def get_store() -> Store:
     return resources().store
 
 
+def get_cache() -> Cache:
+    """Return the shared read cache."""
+    return resources().cache
+
+
 def get_settings() -> Settings:
     """Return the settings the app was built with."""
     return resources().settings
 
 
-def enqueue_round(session_id: str, round_no: int) -> None:
-    """Send a round to the workers by task name (ids only, never the question)."""
-    resources().celery.send_task(RUN_ROUND, args=[session_id, round_no], retry=False)
+def enqueue_round(session_id: str, round_no: int, queue: str) -> str:
+    """Send a round to the workers by task name (ids only, never the question); return its id.
+
+    The message's headers carry the request's id into the worker's logs.
+    """
+    result = resources().celery.send_task(
+        RUN_ROUND, args=[session_id, round_no], queue=queue, retry=False,
+        headers=message_headers(log_ids().get("request_id")),
+    )
+    return result.id

@@ -1,54 +1,67 @@
-"""The session routes: submit a question, poll, list, ask a follow-up, cancel."""
+"""The session routes: submit a question, poll it (cheaply), list, ask a follow-up, cancel."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
 
-from flask import Blueprint, request, url_for
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import RedisError
+from flask import Blueprint, Response, request
 
-from api.errors import ApiError, not_found
-from api.present import session_body, session_summary
-from api.resources import enqueue_round, get_settings, get_store
+from api.admission import admit_work
+from api.auth import Caller, current_caller
+from api.errors import ApiError
+from api.events import announce_cancelled
+from api.idempotency import idempotent
+from api.present import session_summary
+from api.reads import RenderedSession, rendered_session, visible_session
+from api.resources import get_settings, get_store, resources
 from api.schemas import QuestionSchema, SessionCreateSchema
+from api.submission import POLL_AFTER_S, accepted, enqueue, json_body, task_key
 from shared import records
 from shared.store import SessionQuery
 
-log = logging.getLogger(__name__)
-
 bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
 
-POLL_AFTER_S = 2
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
+MAX_WAIT_S = 30
+WAIT_STEP_S = 0.25
 
 
 @bp.post("")
+@idempotent
 def create_session():
     """Persist a new session, then enqueue its first round."""
+    admit_work()
     settings = get_settings()
-    schema = SessionCreateSchema(settings.max_question_chars, settings.roster)
-    body = schema.load(_json_body())
+    caller = current_caller()
+    body = SessionCreateSchema(settings).load(json_body())
     session = records.new_session(
         body["question"],
         body["members"] or settings.roster.members,
         body["chairman"] or settings.roster.chairman,
+        owner=caller.owner,
+        mode=body["mode"],
+        priority=_priority(caller, body["priority"]),
+        callback_url=body["callback_url"] or _key_default(caller, "callback_url"),
+        min_answers=body["min_answers"],
+        min_ballots=body["min_ballots"],
     )
+    if body["title"]:
+        session["title"] = body["title"]
     get_store().create_session(session)
-    _enqueue(session["id"], 1)
-    return _accepted(session)
+    enqueue(session, 1)
+    return accepted(session)
 
 
 @bp.get("")
 def list_sessions():
-    """List sessions, pinned first, then newest first, a page at a time."""
+    """List the caller's sessions, pinned first, then newest first, a page at a time."""
     limit = _page_size(request.args.get("limit"))
     after = _decode_cursor(request.args.get("cursor"))
-    page = get_store().list_sessions(SessionQuery(), limit + 1, after)
+    query = _session_query(current_caller())
+    page = get_store().list_sessions(query, limit + 1, after)
     more = len(page) > limit
     page = page[:limit]
     cursor = _encode_cursor(page[-1]) if more else None
@@ -57,69 +70,116 @@ def list_sessions():
 
 @bp.get("/<session_id>")
 def get_session(session_id: str):
-    """Return a session with all its rounds."""
-    session = _session_or_404(session_id)
-    headers = {"Retry-After": str(POLL_AFTER_S)} if _unfinished(session) else {}
-    return session_body(session, get_settings().roster), 200, headers
+    """Return a session; 304 when unchanged; with ``?wait=N``, wait up to N s for a change."""
+    caller = current_caller()
+    rendered = rendered_session(session_id, caller)
+    known = request.if_none_match
+    wait_s = _wait_seconds(request.args.get("wait"))
+    if wait_s:
+        baseline = known.as_set() if known else {_tag(rendered)}
+        rendered = _wait_for_change(session_id, caller, baseline, wait_s, rendered)
+    if known.contains(_tag(rendered)):
+        return Response(status=304, headers=_read_headers(rendered))
+    return Response(rendered.body, mimetype="application/json", headers=_read_headers(rendered))
 
 
 @bp.post("/<session_id>/rounds")
+@idempotent
 def add_round(session_id: str):
     """Ask a follow-up question in a new round of the same session."""
-    settings = get_settings()
-    body = QuestionSchema(settings.max_question_chars).load(_json_body())
-    session = _session_or_404(session_id)
+    admit_work()
+    body = QuestionSchema(get_settings().max_question_chars).load(json_body())
+    session = visible_session(session_id, current_caller())
     round_no = len(session["rounds"]) + 1
-    if _unfinished(session) or not get_store().append_round(
-        session_id, records.new_round(round_no, body["question"])
-    ):
+    appended = records.last_round(session)["status"] not in records.UNFINISHED and (
+        get_store().append_round(session_id, records.new_round(round_no, body["question"])))
+    if not appended:
         raise ApiError(409, "round_unfinished", "the last round has not finished yet")
-    _enqueue(session_id, round_no)
-    return _accepted(_session_or_404(session_id))
+    enqueue(session, round_no)
+    return accepted(visible_session(session_id, current_caller()))
 
 
 @bp.post("/<session_id>/cancel")
 def cancel_session(session_id: str):
     """Cancel the session's unfinished round (a no-op when it already ended)."""
-    session = _session_or_404(session_id)
+    caller = current_caller()
+    session = visible_session(session_id, caller)
     round_no = len(session["rounds"])
-    get_store().request_cancel(session_id, round_no, time.time())
-    return session_body(_session_or_404(session_id), get_settings().roster)
+    status = get_store().request_cancel(session_id, round_no, time.time())
+    if status == records.CANCELLED:
+        _revoke_waiting_task(session_id, round_no)
+        if records.last_round(session)["status"] == records.QUEUED:
+            announce_cancelled(session, round_no)
+    rendered = rendered_session(session_id, caller)
+    return Response(rendered.body, mimetype="application/json", headers=_read_headers(rendered))
 
 
-def _json_body() -> dict:
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed_json", "the body must be a JSON object")
-    return body
+def _priority(caller: Caller, asked: str | None) -> str:
+    allowed = _key_default(caller, "priority") or records.INTERACTIVE
+    if asked is None:
+        return allowed
+    if allowed == records.BATCH and asked != records.BATCH:
+        raise ApiError(403, "priority_not_allowed", "this key may submit batch work only")
+    return asked
 
 
-def _session_or_404(session_id: str) -> dict:
-    session = get_store().get_session(session_id)
-    if session is None:
-        raise not_found()
-    return session
+def _key_default(caller: Caller, field: str):
+    return (caller.record or {}).get(field)
 
 
-def _unfinished(session: dict) -> bool:
-    return records.last_round(session)["status"] in records.UNFINISHED
+def _session_query(caller: Caller) -> SessionQuery:
+    pinned = request.args.get("pinned")
+    if pinned not in (None, "true", "false"):
+        raise ApiError(400, "invalid_request", "pinned must be true or false")
+    status = request.args.get("status")
+    if status is not None and status not in records.UNFINISHED | records.TERMINAL:
+        raise ApiError(400, "invalid_request", f"unknown status {status!r}")
+    return SessionQuery(
+        owner=caller.listed_owner,
+        status=status,
+        pinned=None if pinned is None else pinned == "true",
+        text=request.args.get("q") or None,
+    )
 
 
-def _enqueue(session_id: str, round_no: int) -> None:
+def _wait_for_change(
+    session_id: str, caller: Caller, baseline: set[str], wait_s: float, rendered: RenderedSession
+) -> RenderedSession:
+    deadline = time.monotonic() + wait_s
+    while _tag(rendered) in baseline and time.monotonic() < deadline:
+        time.sleep(WAIT_STEP_S)
+        rendered = rendered_session(session_id, caller)
+    return rendered
+
+
+def _tag(rendered: RenderedSession) -> str:
+    return rendered.etag.strip('"')
+
+
+def _read_headers(rendered: RenderedSession) -> dict:
+    headers = {"ETag": rendered.etag, "Cache-Control": "no-store"}
+    if rendered.unfinished:
+        headers["Retry-After"] = str(POLL_AFTER_S)
+    return headers
+
+
+def _revoke_waiting_task(session_id: str, round_no: int) -> None:
+    current = resources()
+    task_id = current.redis.get(task_key(session_id, round_no))
+    if task_id:
+        current.celery.control.revoke(task_id.decode())
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None:
+        return 0
     try:
-        enqueue_round(session_id, round_no)
-    except (BrokerError, RedisError, OSError) as error:
-        # The round is stored as queued; the sweeper enqueues it once the broker is back.
-        log.error("enqueue failed; the sweeper will retry",
-                  extra={"session_id": session_id, "round_no": round_no, "error": str(error)})
-
-
-def _accepted(session: dict):
-    location = url_for("sessions.get_session", session_id=session["id"])
-    headers = {"Location": location, "Retry-After": str(POLL_AFTER_S)}
-    return session_body(session, get_settings().roster), 202, headers
+        value = float(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_WAIT_S:
+        raise ApiError(400, "invalid_request", f"wait must be a number from 0 to {MAX_WAIT_S}")
+    return value
 
 
 def _page_size(raw: str | None) -> int:
@@ -141,6 +201,6 @@ def _decode_cursor(cursor: str | None) -> tuple[bool, float, str] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         pinned, created_at, session_id = raw.split("|", 2)
-        return bool(int(pinned)), float(created_at), session_id
+        return pinned == "1", float(created_at), session_id
     except (binascii.Error, UnicodeDecodeError, ValueError) as error:
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API issued") from error

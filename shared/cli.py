@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from shared import simulator
@@ -38,10 +39,62 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--api-key")
     ask.set_defaults(run=_ask)
 
+    _add_key_commands(commands)
+
     simulate = commands.add_parser("simulate", help="serve the simulated provider")
     simulator.add_arguments(simulate)
     simulate.set_defaults(run=simulator.run_from_args)
     return parser
+
+
+def _add_key_commands(commands) -> None:
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    keys.add_argument("--data-dir", type=Path, help="the embedded store's folder (as for up)")
+    actions = keys.add_subparsers(title="actions", required=True)
+    create = actions.add_parser("create", help="make a key; it is printed once, on the last line")
+    create.add_argument("--scope", choices=("client", "admin"), default="client")
+    create.add_argument("--name", required=True)
+    create.set_defaults(run=_keys_create)
+    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing.set_defaults(run=_keys_list)
+    revoke = actions.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_keys_revoke)
+
+
+def _key_store(args: argparse.Namespace):
+    from shared.store import open_store
+
+    settings = load_settings()
+    if args.data_dir:
+        settings = settings.with_overrides(data_dir=args.data_dir)
+    settings.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+    return open_store(settings)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from shared.keys import issue_key
+
+    record, raw = issue_key(_key_store(args), args.name, args.scope)
+    print(f"created {record['scope']} key {record['id']} ({record['name']}); "
+          "store it now, it is not shown again:")
+    print(raw)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    for key in _key_store(args).list_api_keys():
+        state = "revoked" if key["revoked_at"] else "active"
+        print(f"{key['id']}  {key['scope']:<6}  {state:<7}  {key['name']}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    if not _key_store(args).revoke_api_key(args.key_id, time.time()):
+        print(f"no active key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id}")
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -15,16 +15,19 @@ def sweep_stale_rounds(
     store: Store,
     enqueue: Callable[[str, int], None],
     queued_after_s: float,
+    reoffer_after_s: float,
     now: float | None = None,
     limit: int = 100,
 ) -> int:
     """Re-enqueue rounds stuck in ``queued`` or holding an expired lease; return how many.
 
-    ``queued_at`` is moved forward before each enqueue, so a round is offered again at most once
-    per ``queued_after_s`` however often the sweeper runs.
+    A queued round is offered again after ``queued_after_s`` (long: its message is normally
+    still waiting in the broker, maybe behind a backlog), an abandoned one after
+    ``reoffer_after_s``. ``queued_at`` moves forward with each offer, so neither is offered
+    more often than that however often the sweeper runs.
     """
     now = time.time() if now is None else now
-    stale = store.stale_rounds(now, now - queued_after_s, limit)
+    stale = store.stale_rounds(now, now - queued_after_s, limit, now - reoffer_after_s)
     for session_id, round_no in stale:
         store.touch_queued(session_id, round_no, now)
         enqueue(session_id, round_no)

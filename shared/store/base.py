@@ -227,12 +227,18 @@ class Store(Protocol):
     def touch_queued(self, session_id: str, round_no: int, now: float) -> None:
         """Record that an unfinished round was (re-)offered to the queue at ``now``."""
 
-    def stale_rounds(self, now: float, queued_before: float, limit: int = 100) -> list[
-        tuple[str, int]
-    ]:
-        """Return rounds that need enqueuing again: last offered to the queue before
-        ``queued_before`` and either still queued or running with ``lease_until`` before
-        ``now`` (so an abandoned round is offered again at most once per sweep period)."""
+    def stale_rounds(
+        self, now: float, queued_before: float, limit: int = 100,
+        reoffer_before: float | None = None,
+    ) -> list[tuple[str, int]]:
+        """Return rounds that need enqueuing again.
+
+        Queued rounds last offered to the queue before ``queued_before`` (a message may have
+        been lost), and running rounds whose lease expired before ``now`` (their worker died),
+        last offered before ``reoffer_before`` (default ``queued_before``), so an abandoned
+        round is offered again at most once per period. ``touch_queued(..., 0.0)`` marks a
+        round whose enqueue failed, so the next sweep offers it at once.
+        """
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""

@@ -272,15 +272,18 @@ class MongoStore(SessionAdmin, KeyRecords):
 
     @_reachable
     def stale_rounds(
-        self, now: float, queued_before: float, limit: int = 100
+        self, now: float, queued_before: float, limit: int = 100,
+        reoffer_before: float | None = None,
     ) -> list[tuple[str, int]]:
-        """Return unfinished rounds last offered before ``queued_before`` that are queued or
-        hold a lease that expired before ``now``."""
+        """Return queued rounds last offered before ``queued_before`` and running rounds whose
+        lease expired before ``now``, last offered before ``reoffer_before`` (default: the same
+        as ``queued_before``)."""
+        reoffer_before = queued_before if reoffer_before is None else reoffer_before
         if limit < 1:
             return []
         late = {"status": QUEUED, "queued_at": {"$lt": queued_before}}
         expired = {"status": RUNNING, "lease_until": {"$lt": now},
-                   "queued_at": {"$lt": queued_before}}
+                   "queued_at": {"$lt": reoffer_before}}
         cursor = self._sessions.find(
             {
                 "status": {"$in": [QUEUED, RUNNING]},
@@ -293,7 +296,7 @@ class MongoStore(SessionAdmin, KeyRecords):
             (document["_id"], round_["round_no"])
             for document in cursor
             for round_ in document["rounds"]
-            if _is_stale(round_, now, queued_before)
+            if _is_stale(round_, now, queued_before, reoffer_before)
         ]
         return stale[:limit]
 
@@ -365,13 +368,12 @@ def _claimable(at: str, now: float) -> list[dict]:
     return [{f"{at}.status": QUEUED}, {f"{at}.status": RUNNING, f"{at}.lease_until": {"$lt": now}}]
 
 
-def _is_stale(round_: dict, now: float, queued_before: float) -> bool:
-    if round_["queued_at"] >= queued_before:
-        return False
+def _is_stale(round_: dict, now: float, queued_before: float, reoffer_before: float) -> bool:
     if round_["status"] == QUEUED:
-        return True
+        return round_["queued_at"] < queued_before
     lease_until = round_.get("lease_until")
-    return round_["status"] == RUNNING and lease_until is not None and lease_until < now
+    return (round_["status"] == RUNNING and lease_until is not None and lease_until < now
+            and round_["queued_at"] < reoffer_before)
 
 
 def _after(pinned: bool, created_at: float, session_id: str) -> list[dict]:

@@ -295,11 +295,15 @@ class SqliteStore(KeyRecords):
             )
 
     def stale_rounds(
-        self, now: float, queued_before: float, limit: int = 100
+        self, now: float, queued_before: float, limit: int = 100,
+        reoffer_before: float | None = None,
     ) -> list[tuple[str, int]]:
-        """Return unfinished rounds last offered before ``queued_before`` that are queued or
-        hold a lease that expired before ``now``."""
-        params = {"now": now, "queued_before": queued_before, "limit": max(limit, 0)}
+        """Return queued rounds last offered before ``queued_before`` and running rounds whose
+        lease expired before ``now``, last offered before ``reoffer_before`` (default: the same
+        as ``queued_before``)."""
+        reoffer_before = queued_before if reoffer_before is None else reoffer_before
+        params = {"now": now, "queued_before": queued_before, "reoffer_before": reoffer_before,
+                  "limit": max(limit, 0)}
         with self._read() as conn:
             return [(row[0], row[1]) for row in conn.execute(STALE, params)]
 

@@ -99,12 +99,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             priority TEXT NOT NULL DEFAULT 'interactive'
         )""",
     ),
+    (
+        # Sessions: the quorums a submission asked for (NULL: the service's defaults).
+        "ALTER TABLE sessions ADD COLUMN min_answers INTEGER",
+        "ALTER TABLE sessions ADD COLUMN min_ballots INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 SESSION_COLUMNS = (
     "id", "owner", "title", "created_at", "updated_at", "members", "chairman", "mode", "pinned",
     "deleted_at", "share_token", "callback_url", "priority", "branched_from", "deliveries",
+    "min_answers", "min_ballots",
 )
 INSERT_SESSION = (
     f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)})"
@@ -149,8 +155,8 @@ CANCEL = """
     RETURNING status"""
 STALE = """
     SELECT session_id, round_no FROM rounds
-    WHERE queued_at < :queued_before
-      AND (status = 'queued' OR (status = 'running' AND lease_until < :now))
+    WHERE (status = 'queued' AND queued_at < :queued_before)
+       OR (status = 'running' AND lease_until < :now AND queued_at < :reoffer_before)
     LIMIT :limit"""
 TOUCH_SESSION = "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE id = :session_id"
 

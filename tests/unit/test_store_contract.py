@@ -165,7 +165,7 @@ def test_every_session_field_reads_back_unchanged(store):
         "Why?", MEMBERS, CHAIRMAN, owner="alice", now=NOW, mode="chat", pinned=True,
         share_token="token-1", callback_url="https://example.test/hook", priority="batch",
         branched_from={"session_id": "parent", "round_no": 2},
-        deliveries=[delivery(1)],
+        deliveries=[delivery(1)], min_answers=3, min_ballots=2,
     )
     store.create_session(session)
     assert store.get_session(session["id"]) == session
@@ -1103,3 +1103,21 @@ def test_processes_sharing_a_sqlite_file_lose_no_write(tmp_path):
         members = sorted(a["member"] for a in round_["answers"])
         assert members == ["first-1", "first-2", "second-1", "second-2", "shared"]
     store.close()
+
+
+def test_queued_and_abandoned_rounds_have_their_own_reoffer_periods(store):
+    waiting = add_session(store, now=NOW)
+    abandoned = add_session(store, now=NOW)
+    claim(store, abandoned, now=NOW)
+    later = NOW + LEASE_S + 1
+    stale = store.stale_rounds(now=later, queued_before=NOW, reoffer_before=later)
+    assert stale == [(abandoned["id"], 1)]
+    stale = store.stale_rounds(now=later, queued_before=later, reoffer_before=NOW)
+    assert stale == [(waiting["id"], 1)]
+
+
+def test_a_round_marked_never_offered_is_stale_at_once(store):
+    fresh = add_session(store, now=NOW)
+    assert store.stale_rounds(now=NOW + 1, queued_before=NOW - 100) == []
+    store.touch_queued(fresh["id"], 1, 0.0)
+    assert store.stale_rounds(now=NOW + 1, queued_before=NOW - 100) == [(fresh["id"], 1)]
