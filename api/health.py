@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint
 
+from api.admin import breakers_check
 from api.errors import error_response
 from api.resources import get_settings, resources
 
@@ -20,7 +21,11 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """Check the store, Redis and the broker; 503 names what failed."""
+    """Check the store, Redis and the broker; 503 when the store fails, "degraded" otherwise.
+
+    Without Redis or the broker the API still serves reads from the store (new work gets 503
+    with ``Retry-After``), so it stays ready, and says what it cannot do.
+    """
     current = resources()
     checks = {
         "store": current.store.ping,
@@ -29,10 +34,17 @@ def ready():
     }
     report = {name: _timed(check) for name, check in checks.items()}
     failed = sorted(name for name, result in report.items() if not result["ok"])
-    if failed:
+    report["breakers"] = breakers_check()  # told, not failed: an open breaker skips one model
+    open_breakers = report["breakers"].get("open", [])
+    if "store" in failed:
         return error_response(503, "not_ready", f"unavailable: {', '.join(failed)}", report,
                               headers={"Retry-After": "5"})
-    return {"status": "ready", "checks": report}
+    if failed:
+        return {"status": "degraded", "unavailable": failed, "checks": report,
+                "open_breakers": open_breakers,
+                "message": "reads are served; new work is refused until "
+                           f"{' and '.join(failed)} answer again"}
+    return {"status": "ready", "checks": report, "open_breakers": open_breakers}
 
 
 @bp.get("/v1/models")

@@ -16,6 +16,8 @@ A session and its rounds are plain dicts (they travel as JSON and as MongoDB doc
         "priority": "interactive" | "batch",
         "branched_from": {"session_id": str, "round_no": int} | None,
         "deliveries": [delivery, ...],                 # webhook delivery attempts, oldest first
+        "min_answers": int | None,                     # quorums asked for; None: the defaults
+        "min_ballots": int | None,
     }
     round = {
         "round_no": int, "question": str,
@@ -33,8 +35,11 @@ A session and its rounds are plain dicts (they travel as JSON and as MongoDB doc
     }
     answer = {"member", "content" | None, "error" | None, "usage", "latency_ms"}
     ballot = {"reviewer", "labels": {label: member}, "ranking": [member] | None,
-              "valid": bool, "raw": str | None, "error": str | None, "usage", "latency_ms"}
-    synthesis = {"model", "content" | None, "error" | None, "usage", "latency_ms"}
+              "valid": bool, "raw": str | None, "error": str | None, "usage", "latency_ms",
+              "repaired"?: bool}         # True: valid only after one corrective request
+    synthesis = {"model", "content" | None, "error" | None, "usage", "latency_ms",
+                 "stand_in_for"?: {"chairman", "error", "failed": [{"model", "error"}]} | None}
+                                 # set when a stand-in (COUNCIL_CHAIRMAN_FALLBACKS) wrote it
     standing = {"member", "mean_rank" | None, "ballots": int, "disagreement" | None}
     usage = {"prompt_tokens": int, "completion_tokens": int, "total_tokens": int}
     delivery = {...}                 # one webhook attempt, as the webhook sender records it
@@ -84,6 +89,8 @@ SESSION_DEFAULTS: dict[str, object] = {
     "priority": INTERACTIVE,
     "branched_from": None,
     "deliveries": [],
+    "min_answers": None,
+    "min_ballots": None,
 }
 
 TITLE_CHARS = 80
@@ -133,6 +140,8 @@ def new_session(
     priority: str = INTERACTIVE,
     branched_from: Mapping[str, object] | None = None,
     deliveries: Sequence[dict] = (),
+    min_answers: int | None = None,
+    min_ballots: int | None = None,
 ) -> dict:
     """Return a new session whose first round is queued.
 
@@ -161,6 +170,8 @@ def new_session(
         "priority": priority,
         "branched_from": None if branched_from is None else dict(branched_from),
         "deliveries": [dict(delivery) for delivery in deliveries],
+        "min_answers": min_answers,
+        "min_ballots": min_ballots,
     }
 
 

@@ -23,6 +23,8 @@ DEFAULT_MEMBERS = (
 )
 DEFAULT_CHAIRMAN = "openai/gpt-4o-mini"
 ENVIRONMENTS = ("development", "test", "production")
+DEFAULT_WEBHOOK_SECRET = "insecure-development-webhook-secret"
+DEFAULT_WORKER_METRICS_PORT = 9808
 
 
 class SettingsError(ValueError):
@@ -59,22 +61,48 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     rate_limit_requests: int = 1000
     rate_limit_window_s: int = 60
+    submit_rate_limit_requests: int = 100
+    trusted_proxies: int = 0
+    hsts_max_age_s: int = 0
+    admission_max_queue_depth: int = 10_000
     max_body_bytes: int = 1024 * 1024
     max_question_chars: int = 20_000
     cache_ttl_sessions_s: int = 180
     cache_ttl_models_s: int = 300
+    webhook_secret: str = DEFAULT_WEBHOOK_SECRET
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = 8
+    webhook_timeout_s: float = 10.0
+    webhook_backoff_s: float = 2.0
+    public_base_url: str | None = None
+    events_max_len: int = 1000
+    events_ttl_s: int = 86_400
+    sse_heartbeat_s: float = 15.0
+    sse_max_streams: int = 200
 
     # Resilience.
     circuit_breaker_fail_max: int = 5
     circuit_breaker_timeout_s: int = 60
+    provider_max_attempts: int = 3
+    stage_deadline_s: float = 180.0
+    round_deadline_s: float = 600.0
+    council_min_answers: int = 2
+    council_min_ballots: int = 1
 
     # The run lifecycle.
     round_lease_s: float = 60.0
     round_max_attempts: int = 3
     round_time_limit_s: int = 900
     sweep_interval_s: float = 15.0
-    sweep_queued_after_s: float = 120.0
+    sweep_queued_after_s: float = 900.0
     worker_concurrency: int = 100
+    store_pool_size: int = 32
+
+    # Observability and inspection.
+    prometheus_multiproc_dir: Path | None = None
+    metrics_require_key: bool = False
+    worker_metrics_port: int | None = None
+    inspect_timeout_s: float = 1.0
 
     @property
     def sqlite_file(self) -> Path:
@@ -105,6 +133,13 @@ class Settings:
             return self.redis_url
         return f"redis+socket://{self.embedded_redis_socket.resolve()}"
 
+    @property
+    def effective_worker_metrics_port(self) -> int:
+        """Return the port of a worker host's metrics endpoint (0: none); 9808 in production."""
+        if self.worker_metrics_port is not None:
+            return self.worker_metrics_port
+        return DEFAULT_WORKER_METRICS_PORT if self.environment == "production" else 0
+
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some fields changed (tests and the CLI use this)."""
         return replace(self, **changes)
@@ -117,7 +152,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     members = reader.csv("COUNCIL_MEMBERS") or DEFAULT_MEMBERS
     chairman = reader.text("COUNCIL_CHAIRMAN") or DEFAULT_CHAIRMAN
     try:
-        roster = build_roster(members, chairman, reader.json_object("COUNCIL_MODEL_OPTIONS"))
+        roster = build_roster(
+            members, chairman, reader.json_object("COUNCIL_MODEL_OPTIONS"),
+            reader.csv("COUNCIL_CHAIRMAN_FALLBACKS"),
+        )
     except RosterError as error:
         raise SettingsError(str(error)) from error
     settings = Settings(
@@ -141,21 +179,62 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cors_origins=tuple(reader.csv("CORS_ORIGINS")),
         rate_limit_requests=reader.integer("RATE_LIMIT_REQUESTS", 1000),
         rate_limit_window_s=reader.integer("RATE_LIMIT_WINDOW", 60),
+        submit_rate_limit_requests=reader.integer("SUBMIT_RATE_LIMIT_REQUESTS", 100),
+        trusted_proxies=reader.integer("TRUSTED_PROXIES", 0),
+        hsts_max_age_s=reader.integer("HSTS_MAX_AGE", 0),
+        admission_max_queue_depth=reader.integer("ADMISSION_MAX_QUEUE_DEPTH", 10_000),
         max_body_bytes=reader.integer("MAX_BODY_BYTES", 1024 * 1024),
         max_question_chars=reader.integer("MAX_QUESTION_CHARS", 20_000),
         cache_ttl_sessions_s=reader.integer("CACHE_TTL_SESSIONS", 180),
         cache_ttl_models_s=reader.integer("CACHE_TTL_MODELS", 300),
+        webhook_secret=reader.text("WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
+        webhook_allow_private=reader.flag("WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_max_attempts=reader.integer("WEBHOOK_MAX_ATTEMPTS", 8),
+        webhook_timeout_s=reader.number("WEBHOOK_TIMEOUT", 10.0),
+        webhook_backoff_s=reader.number("WEBHOOK_BACKOFF_SECONDS", 2.0),
+        public_base_url=(reader.text("PUBLIC_BASE_URL") or "").rstrip("/") or None,
+        events_max_len=reader.integer("EVENTS_MAX_LEN", 1000),
+        events_ttl_s=reader.integer("EVENTS_TTL_SECONDS", 86_400),
+        sse_heartbeat_s=reader.number("SSE_HEARTBEAT_SECONDS", 15.0),
+        sse_max_streams=reader.integer("SSE_MAX_STREAMS", 200),
         circuit_breaker_fail_max=reader.integer("CIRCUIT_BREAKER_FAIL_MAX", 5),
         circuit_breaker_timeout_s=reader.integer("CIRCUIT_BREAKER_TIMEOUT", 60),
+        provider_max_attempts=reader.integer("PROVIDER_MAX_ATTEMPTS", 3),
+        stage_deadline_s=reader.number("STAGE_DEADLINE_SECONDS", 180.0),
+        round_deadline_s=reader.number("ROUND_DEADLINE_SECONDS", 600.0),
+        council_min_answers=reader.integer("COUNCIL_MIN_ANSWERS", 2),
+        council_min_ballots=reader.integer("COUNCIL_MIN_BALLOTS", 1),
         round_lease_s=reader.number("ROUND_LEASE_SECONDS", 60.0),
         round_max_attempts=reader.integer("ROUND_MAX_ATTEMPTS", 3),
         round_time_limit_s=reader.integer("ROUND_TIME_LIMIT", 900),
         sweep_interval_s=reader.number("SWEEP_INTERVAL_SECONDS", 15.0),
-        sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 120.0),
+        sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 900.0),
         worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
+        store_pool_size=reader.integer("STORE_POOL_SIZE", 32),
+        prometheus_multiproc_dir=_optional_path(reader.text("PROMETHEUS_MULTIPROC_DIR")),
+        metrics_require_key=reader.flag("METRICS_REQUIRE_KEY", False),
+        worker_metrics_port=(reader.integer("WORKER_METRICS_PORT", 0)
+                             if reader.text("WORKER_METRICS_PORT") else None),
+        inspect_timeout_s=reader.number("INSPECT_TIMEOUT", 1.0),
     )
     _check_consistency(settings)
     return settings
+
+
+def production_problems(settings: Settings, keys_exist: bool) -> list[str]:
+    """Return why this configuration is unsafe to run as production (empty when it is fine)."""
+    if settings.environment != "production":
+        return []
+    problems = []
+    if not (settings.api_key or keys_exist):
+        problems.append("no API key: set API_KEY or create keys with 'llm-council keys create'")
+    if settings.webhook_secret == DEFAULT_WEBHOOK_SECRET:
+        problems.append("WEBHOOK_SECRET is the development default")
+    if not settings.mongodb_url:
+        problems.append("MONGODB_URL is not set (SQLite is for one machine only)")
+    if "*" in settings.cors_origins:
+        problems.append("CORS_ORIGINS allows every origin")
+    return problems
 
 
 def _optional_path(value: str | None) -> Path | None:
@@ -167,8 +246,33 @@ def _check_consistency(settings: Settings) -> None:
         raise SettingsError("ROUND_LEASE_SECONDS must be > 0 and ROUND_MAX_ATTEMPTS >= 1")
     if settings.max_body_bytes < 1024:
         raise SettingsError("MAX_BODY_BYTES must be at least 1024")
-    if settings.worker_concurrency < 1:
-        raise SettingsError("WORKER_CONCURRENCY must be at least 1")
+    if settings.worker_concurrency < 1 or settings.store_pool_size < 1:
+        raise SettingsError("WORKER_CONCURRENCY and STORE_POOL_SIZE must be at least 1")
+    if settings.effective_worker_metrics_port > 65535 or settings.inspect_timeout_s <= 0:
+        raise SettingsError("WORKER_METRICS_PORT must be a port (0: none), INSPECT_TIMEOUT > 0")
+    _check_resilience(settings)
+    _check_progress(settings)
+
+
+def _check_resilience(settings: Settings) -> None:
+    if settings.provider_max_attempts < 1 or settings.circuit_breaker_fail_max < 1:
+        raise SettingsError("PROVIDER_MAX_ATTEMPTS and CIRCUIT_BREAKER_FAIL_MAX must be >= 1")
+    if not 0 < settings.stage_deadline_s <= settings.round_deadline_s:
+        raise SettingsError("STAGE_DEADLINE_SECONDS must be > 0 and <= ROUND_DEADLINE_SECONDS")
+    if settings.round_deadline_s >= settings.round_time_limit_s:
+        # The hard time limit kills the task: the round must end by its own deadline first.
+        raise SettingsError("ROUND_DEADLINE_SECONDS must be below ROUND_TIME_LIMIT")
+    if settings.council_min_answers < 2 or settings.council_min_ballots < 1:
+        raise SettingsError("COUNCIL_MIN_ANSWERS must be >= 2 and COUNCIL_MIN_BALLOTS >= 1")
+
+
+def _check_progress(settings: Settings) -> None:
+    if settings.webhook_max_attempts < 1 or settings.webhook_timeout_s <= 0:
+        raise SettingsError("WEBHOOK_MAX_ATTEMPTS must be >= 1 and WEBHOOK_TIMEOUT > 0")
+    if settings.events_max_len < 1 or settings.events_ttl_s < 1:
+        raise SettingsError("EVENTS_MAX_LEN and EVENTS_TTL_SECONDS must be >= 1")
+    if settings.sse_heartbeat_s <= 0 or settings.sse_max_streams < 1:
+        raise SettingsError("SSE_HEARTBEAT_SECONDS must be > 0 and SSE_MAX_STREAMS >= 1")
 
 
 class _Reader:

@@ -169,3 +169,28 @@ def _standings(standings: list[dict]) -> str:
     if unranked:
         lines.append(f"Not ranked by any valid ballot: {', '.join(unranked)}")
     return "\n".join(lines)
+
+
+CHAT_SYSTEM = (
+    "You are {speaker}, one participant in a group discussion with {others}. Discuss the "
+    "user's question with them: build on what was said, correct it where it is wrong, and "
+    "address others by name when you answer them. Keep your turn short and add something new."
+)
+CHAT_OPENING = "You speak first. Give your view of the question."
+CHAT_TURN = "The discussion so far:\n\n{transcript}\n\nNow it is your turn, {speaker}."
+
+
+def chat_messages(
+    question: str, history: list[dict], transcript: list[tuple[str, str]], speaker: str,
+    others: list[str],
+) -> list[dict]:
+    """Return the messages for one chat turn: who is speaking, the question, the turns so far."""
+    system = CHAT_SYSTEM.format(speaker=speaker, others=", ".join(others) or "no one else")
+    messages = [_message("system", system)]
+    for turn in history:
+        messages.append(_message("user", turn["question"]))
+        messages.append(_message("assistant", turn.get("answer") or NO_FINAL_ANSWER))
+    said = "\n\n".join(f"{name}: {text}" for name, text in transcript)
+    turn = CHAT_TURN.format(transcript=said, speaker=speaker) if transcript else CHAT_OPENING
+    messages.append(_message("user", f"{question}\n\n{turn}"))
+    return messages

@@ -3,37 +3,43 @@
 Every call's result is checkpointed the moment it returns, so a round that is re-delivered after
 a crash makes only the calls that were still in flight. While the round runs, a watcher renews
 its lease; when a cancel is requested or the lease is lost the work in flight is cancelled.
+This module holds the round's lifecycle; ``shared.council.stages`` holds what each stage does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared import records
-from shared.council.aggregate import aggregate_rankings
-from shared.council.ballots import assign_labels, failed_ballot, make_ballot
-from shared.council.prompts import answer_messages, ranking_messages, synthesis_messages
+from shared.council.chat import conduct_chat, transcript_text
+from shared.council.policy import RoundPolicy
+from shared.council.stages import conduct_stages
 from shared.provider.client import Completion
-from shared.provider.errors import PoolExhausted, ProviderError
+from shared.provider.errors import CallNotMade, ProviderError
 from shared.roster import Model, Roster
 from shared.store.base import CLAIMED, Store
 
 log = logging.getLogger(__name__)
 
-MIN_ANSWERS_FOR_RANKINGS = 2
-CALL_ERRORS = (ProviderError, PoolExhausted)
+CALL_ERRORS = (ProviderError, CallNotMade)
 LEASE_LOST = "lease_lost"
+DEADLINE_GRACE_S = 1.0  # the provider enforces deadlines; this only stops one that does not
+TIMED_OUT = "no answer before the stage deadline"
 
 
 class Provider:
-    """What a round needs from the provider client (``shared.provider.client.ProviderClient``)."""
+    """What a round needs from the provider (``shared.provider.resilient.ResilientProvider``).
 
-    async def complete(self, model: Model, messages: list[dict]) -> Completion:
+    ``deadline`` is a ``time.monotonic`` value after which the call must give up.
+    """
+
+    async def complete(
+        self, model: Model, messages: list[dict], *, deadline: float | None = None
+    ) -> Completion:
         raise NotImplementedError
 
 
@@ -48,6 +54,7 @@ class Council:
     max_attempts: int
     watch_interval_s: float | None = None
     on_event: Callable[[str, int, str, dict], None] = lambda session_id, round_no, kind, data: None
+    policy: RoundPolicy = field(default_factory=RoundPolicy)
 
     @property
     def watch_every_s(self) -> float:
@@ -66,6 +73,10 @@ class RoundPlan:
     members: list[str]
     chairman: str
     history: list[dict]
+    min_answers: int
+    min_ballots: int
+    deadline: float  # time.monotonic() by which the whole round must end
+    mode: str = records.COUNCIL
     answers: dict[str, dict] = field(default_factory=dict)
     ballots: dict[str, dict] = field(default_factory=dict)
     synthesis: dict | None = None
@@ -89,6 +100,7 @@ async def execute_round(council: Council, session_id: str, round_no: int) -> str
     if claim.outcome != CLAIMED:
         log.info("round not claimed", extra=_ids(session_id, round_no, outcome=claim.outcome))
         return claim.outcome
+    log.info("round claimed", extra=_ids(session_id, round_no, attempt=claim.attempt))
     session = await asyncio.to_thread(council.store.get_session, session_id)
     if session is None:  # deleted since it was queued: end the round rather than pay for it
         note = {"notes": ["the session was deleted"]}
@@ -96,14 +108,22 @@ async def execute_round(council: Council, session_id: str, round_no: int) -> str
             council.store.finish_round, session_id, round_no, claim.attempt, records.CANCELLED, note
         )
         return records.CANCELLED
-    plan = plan_round(session, round_no, claim.attempt)
+    plan = plan_round(session, round_no, claim.attempt, council.policy)
     return await RoundConductor(council, plan).conduct()
 
 
-def plan_round(session: dict, round_no: int, attempt: int) -> RoundPlan:
-    """Build the plan for a round from its stored session, keeping what is checkpointed."""
+def plan_round(
+    session: dict, round_no: int, attempt: int, policy: RoundPolicy | None = None
+) -> RoundPlan:
+    """Build the plan for a round from its stored session, keeping what is checkpointed.
+
+    The round's deadline counts from its first claim, so a re-delivered round does not get more.
+    """
+    policy = policy or RoundPolicy()
     round_ = session["rounds"][round_no - 1]
     earlier = session["rounds"][: round_no - 1]
+    started_at = round_.get("started_at") or time.time()
+    left_s = started_at + policy.round_deadline_s - time.time()
     return RoundPlan(
         session_id=session["id"],
         round_no=round_no,
@@ -112,6 +132,10 @@ def plan_round(session: dict, round_no: int, attempt: int) -> RoundPlan:
         members=list(session["members"]),
         chairman=session["chairman"],
         history=[{"question": r["question"], "answer": _final_answer(r)} for r in earlier],
+        mode=session.get("mode", records.COUNCIL),
+        min_answers=session.get("min_answers") or policy.min_answers,
+        min_ballots=session.get("min_ballots") or policy.min_ballots,
+        deadline=time.monotonic() + left_s,
         answers={answer["member"]: answer for answer in round_["answers"]},
         ballots={ballot["reviewer"]: ballot for ballot in round_["ballots"]},
         synthesis=round_["synthesis"],
@@ -119,8 +143,9 @@ def plan_round(session: dict, round_no: int, attempt: int) -> RoundPlan:
 
 
 def _final_answer(round_: dict) -> str | None:
+    """Return what a later round sees of this one: the synthesis, else the turns spoken."""
     synthesis = round_.get("synthesis") or {}
-    return synthesis.get("content")
+    return synthesis.get("content") or transcript_text(round_)
 
 
 class RoundConductor:
@@ -151,129 +176,46 @@ class RoundConductor:
         return await self._finish(status, outcome)
 
     async def _stages(self) -> tuple[str, dict]:
-        await self._enter("answers")
-        answers = await self._gather_answers()
-        answered = [m for m in self.plan.members if answers[m]["content"] is not None]
-        notes = [
-            f"{self._name(m)} did not answer: {answers[m]['error']}"
-            for m in self.plan.members
-            if m not in answered
-        ]
-        if not answered:
-            return records.FAILED, {"notes": notes, "error": "no council member answered"}
-        ballots = await self._rankings_or_note(answered, notes)
-        standings = aggregate_rankings(answered, list(ballots.values()))
-        await self._enter("synthesis")
-        synthesis = await self._synthesis(answers, answered, standings, notes)
-        outcome = {"aggregate": standings, "notes": notes}
-        if synthesis["content"] is None:
-            error = f"chairman {self._name(self.plan.chairman)} failed: {synthesis['error']}"
-            return records.FAILED, {**outcome, "error": error}
-        return (records.DEGRADED if notes else records.COMPLETED), outcome
-
-    async def _rankings_or_note(self, answered: list[str], notes: list[str]) -> dict[str, dict]:
-        if len(answered) < MIN_ANSWERS_FOR_RANKINGS:
-            notes.append("rankings skipped: fewer than two members answered")
-            return {}
-        await self._enter("rankings")
-        ballots = await self._gather_ballots(answered)
-        notes.extend(
-            f"ballot from {self._name(reviewer)} not counted: {ballot['error']}"
-            for reviewer, ballot in ballots.items()
-            if not ballot["valid"]
-        )
-        return ballots
-
-    # Stage 1 -----------------------------------------------------------------------------
-
-    async def _gather_answers(self) -> dict[str, dict]:
-        missing = [m for m in self.plan.members if m not in self.plan.answers]
-        messages = answer_messages(self.plan.question, self.plan.history)
-        await asyncio.gather(*(self._answer(member, messages) for member in missing))
-        return self.plan.answers
-
-    async def _answer(self, member: str, messages: list[dict]) -> None:
-        completion, error, latency_ms = await self._call(member, messages)
-        answer = {
-            "member": member,
-            "content": completion.content if completion else None,
-            "error": error,
-            "usage": completion.usage if completion else None,
-            "latency_ms": latency_ms,
-        }
-        await self._checkpoint(self.store.save_answer, answer)
-        self.plan.answers[member] = answer
-        self._emit("answer", {"member": member, "ok": error is None})
-
-    # Stage 2 -----------------------------------------------------------------------------
-
-    async def _gather_ballots(self, answered: list[str]) -> dict[str, dict]:
-        missing = [m for m in answered if m not in self.plan.ballots]
-        await asyncio.gather(*(self._ballot(reviewer, answered) for reviewer in missing))
-        return {m: self.plan.ballots[m] for m in answered}
-
-    async def _ballot(self, reviewer: str, answered: list[str]) -> None:
-        rng = random.Random(f"{self.plan.session_id}:{self.plan.round_no}:{reviewer}")
-        labels = assign_labels(answered, reviewer, rng)
-        shown = {label: self.plan.answers[member]["content"] for label, member in labels.items()}
-        messages = ranking_messages(self.plan.question, shown)
-        completion, error, latency_ms = await self._call(reviewer, messages)
-        if completion is None:
-            ballot = failed_ballot(reviewer, labels, error, latency_ms)
-        else:
-            ballot = make_ballot(reviewer, labels, completion.content, completion.usage, latency_ms)
-        await self._checkpoint(self.store.save_ballot, ballot)
-        self.plan.ballots[reviewer] = ballot
-        self._emit("ballot", {"reviewer": reviewer, "valid": ballot["valid"]})
-
-    # Stage 3 -----------------------------------------------------------------------------
-
-    async def _synthesis(
-        self, answers: dict, answered: list[str], standings: list[dict], notes: list[str]
-    ) -> dict:
-        if self.plan.synthesis is not None:
-            return self.plan.synthesis
-        by_name = {self._name(m): answers[m]["content"] for m in answered}
-        named = [{**s, "member": self._name(s["member"])} for s in standings]
-        messages = synthesis_messages(self.plan.question, by_name, named, self.plan.history, notes)
-        chairman = self.plan.chairman
-        completion, error, latency_ms = await self._call(chairman, messages)
-        synthesis = {
-            "model": chairman,
-            "content": completion.content if completion else None,
-            "error": error,
-            "usage": completion.usage if completion else None,
-            "latency_ms": latency_ms,
-        }
-        await self._checkpoint(self.store.save_synthesis, synthesis)
-        self.plan.synthesis = synthesis
-        return synthesis
+        if self.plan.mode == records.CHAT:
+            return await conduct_chat(self)
+        return await conduct_stages(self)
 
     # Calls, checkpoints, lease -----------------------------------------------------------
 
-    async def _call(
-        self, model_id: str, messages: list[dict]
+    async def call(
+        self, model_id: str, messages: list[dict], deadline: float
     ) -> tuple[Completion | None, str | None, int]:
+        """Ask a model, giving up at ``deadline``; return (completion or None, error, latency)."""
         started = time.monotonic()
         try:
-            completion = await self.council.provider.complete(
-                self.council.roster.model(model_id), messages
-            )
+            async with asyncio.timeout(deadline - started + DEADLINE_GRACE_S):
+                completion = await self.council.provider.complete(
+                    self.council.roster.model(model_id), messages, deadline=deadline
+                )
         except CALL_ERRORS as error:
             log.info("call failed", extra=self._ids(model=model_id, error=str(error)))
             return None, str(error), _elapsed_ms(started)
+        except TimeoutError:
+            log.info("call timed out", extra=self._ids(model=model_id))
+            return None, TIMED_OUT, _elapsed_ms(started)
         return completion, None, completion.latency_ms
 
-    async def _checkpoint(self, save: Callable[[str, int, dict], None], call: dict) -> None:
+    def stage_deadline(self) -> float:
+        """Return when a stage starting now must end: its own deadline or the round's."""
+        return min(time.monotonic() + self.council.policy.stage_deadline_s, self.plan.deadline)
+
+    async def checkpoint(self, save: Callable[[str, int, dict], None], call: dict) -> None:
+        """Write one call's result to the store."""
         await asyncio.to_thread(save, self.plan.session_id, self.plan.round_no, call)
 
-    async def _enter(self, stage: str) -> None:
+    async def enter(self, stage: str) -> None:
+        """Start a stage: renew the lease, stop if it was lost or a cancel was asked for."""
         lease = await self._renew(stage)
         if not lease.held:
             raise LeaseLost()
         if lease.cancel_requested:
             raise CancelRequested()
-        self._emit("stage", {"stage": stage})
+        self.emit("stage", {"stage": stage})
 
     async def _renew(self, stage: str | None = None):
         return await asyncio.to_thread(
@@ -299,14 +241,16 @@ class RoundConductor:
         if not finished:
             log.warning("round finished elsewhere; outcome dropped", extra=self._ids())
             return LEASE_LOST
-        self._emit("finished", {"status": status})
+        self.emit("finished", {"status": status})
         log.info("round finished", extra=self._ids(status=status))
         return status
 
-    def _emit(self, kind: str, data: dict) -> None:
+    def emit(self, kind: str, data: dict) -> None:
+        """Tell the round's listeners what just happened."""
         self.council.on_event(self.plan.session_id, self.plan.round_no, kind, data)
 
-    def _name(self, model_id: str) -> str:
+    def name(self, model_id: str) -> str:
+        """Return a model's display name."""
         return self.council.roster.model(model_id).name
 
     def _ids(self, **extra: object) -> dict:

@@ -14,10 +14,16 @@
           └── RequestRejected          any other 4xx (400/401/403/404/422 ...), and an HTTP 200
                                        whose body holds such an error
 
-    PoolExhausted                      no free connection in the local pool (not a ProviderError)
+    CallNotMade                        no request reached the provider (not a ProviderError)
+     ├── PoolExhausted                 no free connection in the local pool
+     ├── CircuitOpen                   the model's circuit breaker is open (or another process
+     │                                 holds its one trial call)
+     ├── NoCallSlot                    the model's shared rate limit has no slot before the deadline
+     └── DeadlineReached               the deadline passed before the call could start
 
-``PoolExhausted`` stands apart on purpose: waiting for a local connection is congestion in this
-process, and counting it as a provider failure would let a burst trip a fleet-wide breaker.
+``CallNotMade`` stands apart on purpose: waiting for a local connection, a breaker or a rate
+limit is a decision or congestion on our side, and counting it as a provider failure would let a
+burst trip a fleet-wide breaker. None of them is retried.
 
 Every error carries ``reason``, a short text fit to show a user (never a full body, never a
 request header), and ``status``, the HTTP status or the error code the provider reported.
@@ -93,12 +99,31 @@ class RequestRejected(PermanentError):
     """The provider rejected the request (bad request, key, model or permission)."""
 
 
-class PoolExhausted(Exception):
+class CallNotMade(Exception):
+    """No request reached the provider: a local refusal or congestion, never a provider failure."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PoolExhausted(CallNotMade):
     """No connection of the local pool became free in time: congestion, not a provider failure."""
 
     def __init__(self, reason: str = "no free connection to the provider in this worker") -> None:
-        self.reason = reason
         super().__init__(reason)
+
+
+class CircuitOpen(CallNotMade):
+    """The model's circuit breaker is open, so the call was skipped."""
+
+
+class NoCallSlot(CallNotMade):
+    """The model's shared rate limit gives no slot before the caller's deadline."""
+
+
+class DeadlineReached(CallNotMade):
+    """The caller's deadline passed before the call could start."""
 
 
 def classify(outcome: httpx.Response | httpx.HTTPError) -> ProviderError | PoolExhausted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import Counter, deque
 
@@ -32,11 +33,16 @@ class Ledger:
             self.connections += 1
 
     def note_call(self, model: str, messages: list[dict], outcome: Outcome) -> None:
-        """Count one completion request and record what it asked."""
+        """Count one completion request and record what it asked, when, and what it got.
+
+        ``at`` is the simulator's ``time.monotonic()`` at arrival: compare it only with other
+        requests' ``at``.
+        """
         self.calls[model] += 1
         self.outcomes[outcome.kind] += 1
         self.models_seen.add(model)
-        self.requests.append({"model": model, "messages": messages})
+        self.requests.append({"model": model, "messages": messages, "at": time.monotonic(),
+                              "outcome": outcome.kind})
 
     def as_json(self) -> dict:
         """Return the counters as the stats route shows them."""

@@ -54,6 +54,7 @@ def open_store(settings: Settings) -> Store:
             serverSelectionTimeoutMS=MONGODB_TIMEOUT_MS,
             connectTimeoutMS=MONGODB_TIMEOUT_MS,
             socketTimeoutMS=MONGODB_SOCKET_TIMEOUT_MS,
+            maxPoolSize=settings.store_pool_size,
         )
         try:
             return MongoStore(client, settings.mongodb_database, settings.session_retention_s)

@@ -77,6 +77,10 @@ class SqliteStore(KeyRecords):
         self._local = threading.local()
         self._opened: list[tuple[int, sqlite3.Connection]] = []
         self._opened_lock = threading.Lock()
+        # One writer per process at a time: SQLite serialises writers anyway, and its busy
+        # handler polls with sleeps, so with dozens of threads per process contending a writer
+        # could wait out ``busy_timeout`` ("database is locked"). Threads queue here instead.
+        self._writer = threading.Lock()
         with _translated_errors():
             self._connection().execute("PRAGMA journal_mode = WAL")
         self._migrate()
@@ -372,7 +376,7 @@ class SqliteStore(KeyRecords):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """Hold the write lock around statements that must apply together."""
-        with _translated_errors():
+        with self._writer, _translated_errors():
             conn = self._connection()
             with _transaction(conn, "BEGIN IMMEDIATE"):
                 yield conn

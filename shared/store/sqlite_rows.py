@@ -31,6 +31,8 @@ def session_params(session: dict) -> dict:
         "priority": fields["priority"],
         "branched_from": dumps(fields["branched_from"]),
         "deliveries": json.dumps(fields["deliveries"]),
+        "min_answers": fields["min_answers"],
+        "min_ballots": fields["min_ballots"],
     }
 
 
@@ -124,6 +126,8 @@ def _session_from(row: sqlite3.Row, rounds: list[dict]) -> dict:
         "priority": row["priority"],
         "branched_from": loads(row["branched_from"]),
         "deliveries": json.loads(row["deliveries"]),
+        "min_answers": row["min_answers"],
+        "min_ballots": row["min_ballots"],
     }
 
 

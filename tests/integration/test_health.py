@@ -16,21 +16,23 @@ def test_health_needs_nothing(client):
 def test_ready_checks_store_redis_and_broker(client):
     body = client.get("/ready").get_json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"store", "redis", "broker"}
+    assert set(body["checks"]) == {"store", "redis", "broker", "breakers"}
     assert all(check["ok"] for check in body["checks"].values())
+    assert all(check["latency_ms"] >= 0 for check in body["checks"].values())
+    assert body["open_breakers"] == body["checks"]["breakers"]["open"] == []
 
 
-def test_ready_names_the_part_that_is_down(settings):
+def test_ready_says_degraded_and_names_the_part_that_is_down(settings):
     from api import create_app
 
     broken = create_app(settings.with_overrides(
         redis_url="redis://127.0.0.1:1/0", redis_socket_timeout_s=0.5))
     response = broken.test_client().get("/ready")
-    assert response.status_code == 503
-    error = response.get_json()["error"]
-    assert error["code"] == "not_ready"
-    assert "redis" in error["message"] and "broker" in error["message"]
-    assert error["details"]["store"]["ok"] is True
+    assert response.status_code == 200  # reads are still served from the store
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["unavailable"] == ["broker", "redis"]
+    assert body["checks"]["store"]["ok"] is True
 
 
 def test_models_lists_the_roster(client):

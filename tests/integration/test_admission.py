@@ -1,0 +1,56 @@
+"""Work-creating requests: refused at once while the broker is down; quorums stored as asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from api import create_app
+from shared.store.sqlite import SqliteStore
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cut_off(settings):
+    """A client whose Redis (the broker) is a port nothing listens on."""
+    app = create_app(settings.with_overrides(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_socket_timeout_s=0.5))
+    return app.test_client()
+
+
+def test_new_work_gets_503_with_retry_after_and_nothing_is_stored(cut_off):
+    response = cut_off.post("/v1/sessions", json={"question": "Is the queue there?"})
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.get_json()["error"]["code"] == "broker_unavailable"
+    assert cut_off.get("/v1/sessions").get_json()["data"] == [], "reads go on; nothing stored"
+
+
+def test_a_follow_up_is_refused_the_same_way(client, settings, cut_off):
+    location = client.post("/v1/sessions", json={"question": "First"}).headers["Location"]
+    response = cut_off.post(f"{location}/rounds", json={"question": "Second"})
+    assert response.status_code == 503 and "Retry-After" in response.headers
+    assert len(cut_off.get(location).get_json()["rounds"]) == 1
+
+
+def test_a_submission_may_set_its_quorums(client, settings):
+    body = {"question": "How sure are we?", "min_answers": 3, "min_ballots": 2}
+    session_id = client.post("/v1/sessions", json=body).get_json()["id"]
+    store = SqliteStore(settings.sqlite_file)
+    stored = store.get_session(session_id)
+    store.close()
+    assert (stored["min_answers"], stored["min_ballots"]) == (3, 2)
+
+
+@pytest.mark.parametrize("quorum", [
+    {"min_answers": 5},        # more than the four members
+    {"min_answers": 1},        # ranking needs two answers
+    {"min_ballots": 0},
+    {"min_answers": "3"},      # a string is not a number
+    {"members": ["sim/alpha", "sim/beta"], "min_ballots": 3},
+])
+def test_impossible_quorums_are_refused(client, quorum):
+    response = client.post("/v1/sessions", json={"question": "How sure?", **quorum})
+    assert response.status_code == 400
+    assert set(response.get_json()["error"]["details"]) & {"min_answers", "min_ballots"}
