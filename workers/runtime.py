@@ -8,6 +8,7 @@ here is created lazily, in the process that uses it, after any fork.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Coroutine
@@ -16,14 +17,21 @@ from typing import Any, TypeVar
 
 from celery.signals import worker_shutdown
 
+from shared.council.metrics import StageTimer, all_of
+from shared.council.policy import RoundPolicy
 from shared.council.run import Council
-from shared.provider.client import ProviderClient, build_http_client
+from shared.events import EventPublisher, open_event_log
+from shared.logs import carrying_log_ids, log_ids
+from shared.provider.client import build_http_client
+from shared.provider.resilient import build_provider
+from shared.redis_client import connect_redis
 from shared.settings import Settings, load_settings
-from shared.store import open_store
+from shared.store.cached import open_cached_store
+from shared.webhooks import webhook_client
 
 T = TypeVar("T")
 
-STORE_THREADS = 32
+log = logging.getLogger(__name__)
 
 
 class WorkerRuntime:
@@ -31,40 +39,67 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = open_store(settings)
+        _warn_if_pool_too_small(settings)
+        self.redis = connect_redis(settings)
+        self.store = open_cached_store(settings, self.redis)
         self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(ThreadPoolExecutor(STORE_THREADS, "store"))
+        self.loop.set_default_executor(ThreadPoolExecutor(settings.store_pool_size, "store"))
         self._thread = threading.Thread(target=self.loop.run_forever, name="council-loop")
         self._thread.daemon = True
         self._thread.start()
         self.http = self.run(_build_http_client(settings))
-        provider = ProviderClient(
-            self.http, settings.provider_base_url, settings.openrouter_api_key,
-            settings.provider_timeout_s,
-        )
+        self.provider = build_provider(settings, self.http)
+        self.events = EventPublisher(open_event_log(settings))  # never blocks the loop
+        self.webhook_http = webhook_client(settings)
         self.council = Council(
             store=self.store,
-            provider=provider,
+            provider=self.provider,
             roster=settings.roster,
             lease_s=settings.round_lease_s,
             max_attempts=settings.round_max_attempts,
+            policy=RoundPolicy.from_settings(settings),
+            on_event=all_of(self.events, StageTimer()),
         )
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the process loop and wait for its result in this thread."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        """Run a coroutine on the process loop and wait for its result in this thread.
+
+        This thread's log ids (the task's) are bound inside the coroutine, so every line the
+        round logs on the loop carries them.
+        """
+        carried = carrying_log_ids(log_ids(), coroutine)
+        return asyncio.run_coroutine_threadsafe(carried, self.loop).result()
 
     def close(self) -> None:
         """Close the provider client, stop the loop and release the store."""
+        self.run(self.provider.aclose())
         self.run(self.http.aclose())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        self.events.close()
+        self.webhook_http.close()
         self.store.close()
 
 
 async def _build_http_client(settings: Settings):
     # Built on the loop that will use it: httpx binds its pool to the running loop.
     return build_http_client(settings)
+
+
+def _warn_if_pool_too_small(settings: Settings) -> None:
+    """Warn when rounds in flight may ask for more provider connections than the pool holds.
+
+    Calls beyond the pool wait for a connection, and one that waits longer than the pool
+    timeout fails as ``PoolExhausted``: with slow models that loses members.
+    """
+    calls = settings.worker_concurrency * len(settings.roster.members)
+    if settings.provider_max_connections < calls:
+        log.warning(
+            "PROVIDER_MAX_CONNECTIONS is below WORKER_CONCURRENCY x council members: calls will"
+            " wait for a connection",
+            extra={"provider_max_connections": settings.provider_max_connections,
+                   "calls_in_flight": calls},
+        )
 
 
 _runtime: WorkerRuntime | None = None

@@ -6,29 +6,92 @@ can be delivered twice, and the store's conditional claim makes the second deliv
 
 from __future__ import annotations
 
+import logging
+import time
+
+from kombu.exceptions import OperationalError as BrokerError
+
+from shared import records, webhooks
+from shared.council.metrics import count_round
 from shared.council.run import execute_round
 from shared.council.sweep import sweep_stale_rounds
-from shared.queue import RUN_ROUND, SWEEP
+from shared.logs import log_ids
+from shared.queue import (
+    DELIVER_WEBHOOK,
+    INTERACTIVE_QUEUE,
+    RUN_ROUND,
+    SWEEP,
+    WEBHOOKS_QUEUE,
+    message_headers,
+    queue_for,
+)
+from shared.store.base import EXHAUSTED
 from workers.app import app
 from workers.runtime import current_runtime
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name=RUN_ROUND)
 def run_round(session_id: str, round_no: int) -> str:
     """Conduct one council round to a terminal state."""
     runtime = current_runtime()
-    return runtime.run(execute_round(runtime.council, session_id, round_no))
+    started = time.monotonic()
+    outcome = runtime.run(execute_round(runtime.council, session_id, round_no))
+    count_round(runtime.store, session_id, round_no, outcome, time.monotonic() - started)
+    announce_end(session_id, round_no, outcome)
+    return outcome
+
+
+@app.task(name=DELIVER_WEBHOOK, bind=True, max_retries=None)
+def deliver_webhook(self, session_id: str, round_no: int) -> str:
+    """Make the next attempt to deliver a round's webhook; try again later if it may succeed.
+
+    The attempts cap lives in the store (``WEBHOOK_MAX_ATTEMPTS``), hence no Celery cap here.
+    """
+    runtime = current_runtime()
+    delivery = webhooks.deliver_webhook(
+        runtime.store, runtime.webhook_http, runtime.settings, session_id, round_no)
+    if delivery.retry_in_s is not None:
+        raise self.retry(countdown=delivery.retry_in_s)
+    return delivery.outcome
 
 
 @app.task(name=SWEEP)
 def sweep() -> int:
     """Re-enqueue rounds stuck in the queue or abandoned by a dead worker."""
     runtime = current_runtime()
+    settings = runtime.settings
     return sweep_stale_rounds(
-        runtime.store, enqueue_round, runtime.settings.sweep_queued_after_s
+        runtime.store, enqueue_round, settings.sweep_queued_after_s, settings.round_lease_s
     )
 
 
+def announce_end(session_id: str, round_no: int, outcome: str) -> None:
+    """Once a round ended here, enqueue its webhook (when the session has a callback URL).
+
+    A round failed by its claim (attempts ran out) had no engine to say so: say it here.
+    """
+    status = records.FAILED if outcome == EXHAUSTED else outcome  # the claim marked it failed
+    if status not in records.TERMINAL:
+        return
+    runtime = current_runtime()
+    if outcome == EXHAUSTED:
+        runtime.events(session_id, round_no, "finished", {"status": status})
+    session = runtime.store.get_session(session_id)
+    if not (session and session.get("callback_url")):
+        return
+    try:
+        app.send_task(DELIVER_WEBHOOK, args=[session_id, round_no], queue=WEBHOOKS_QUEUE,
+                      headers=message_headers(log_ids().get("request_id")))
+    except BrokerError as error:
+        log.error("webhook not enqueued", extra={
+            "session_id": session_id, "round_no": round_no, "error": str(error)})
+
+
 def enqueue_round(session_id: str, round_no: int) -> None:
-    """Put a round on the queue by task name."""
-    app.send_task(RUN_ROUND, args=[session_id, round_no])
+    """Put a round back on its session's queue (by priority) by task name."""
+    session = current_runtime().store.get_session(session_id) or {}
+    queue = queue_for(session.get("priority", INTERACTIVE_QUEUE))
+    app.send_task(RUN_ROUND, args=[session_id, round_no], queue=queue,
+                  headers=message_headers(log_ids().get("request_id")))

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 import redis
 
 from shared.embedded import redis_server_binary, worker_arguments
+from shared.queue import QUEUES
 from shared.settings import load_settings
 
 STARTUP_TIMEOUT_S = 30.0
@@ -154,13 +155,33 @@ def celery_argv(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app", *arguments]
 
 
-def start_worker(env: dict, name: str) -> LoggedProcess:
-    """Start a real Celery worker process as ``llm-council up`` and the Procfile do."""
+def start_worker(
+    env: dict, name: str, queues: Sequence[str] = QUEUES, arguments: Sequence[str] = ()
+) -> LoggedProcess:
+    """Start a real Celery worker process (a pool consuming ``queues``) as the Procfile does.
+
+    ``arguments`` go after the usual ones (``--pool prefork`` overrides the thread pool).
+    """
     settings = load_settings(env)
-    argv = celery_argv(*worker_arguments(settings), "--hostname", f"{name}@%h")
+    argv = celery_argv(*worker_arguments(settings, queues), *arguments, "--hostname",
+                       f"{name}@%h")
     worker = LoggedProcess(argv, env, name)
     worker.wait_for_line("ready")
     return worker
+
+
+def start_api(
+    env: dict, threads: int = 16, workers: int = 1, arguments: Sequence[str] = ()
+) -> tuple[LoggedProcess, str]:
+    """Start the API under gunicorn (gthread, as the Procfile runs it); return its URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
+            str(workers), "--worker-class", "gthread", "--threads", str(threads), *arguments,
+            "api:create_app()"]
+    api = LoggedProcess(argv, env, f"api:{port}")
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{url}/health").status_code == 200, "the API to answer")
+    return api, url
 
 
 def start_beat(env: dict, schedule: Path) -> LoggedProcess:
