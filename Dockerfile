@@ -21,4 +21,4 @@ USER council
 WORKDIR /var/lib/llm-council
 
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --worker-class gthread --threads 8 'api:create_app()'"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-2} --worker-class gthread --threads 256 --config python:api.gunicorn_conf 'api:create_app()'"]

