@@ -20,6 +20,7 @@ import weakref
 
 from api.errors import ApiError
 from api.resources import Resources, resources
+from shared.queue import queue_depths, queue_for
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +28,54 @@ CHECK_EVERY_S = 1.0
 RETRY_AFTER_S = 5
 
 _lock = threading.Lock()
+_depths: weakref.WeakKeyDictionary[Resources, dict[str, tuple[float, int | None]]] = (
+    weakref.WeakKeyDictionary()  # per process's resources: queue -> (when measured, depth)
+)
 _seen: weakref.WeakKeyDictionary[Resources, tuple[float, str | None]] = (
     weakref.WeakKeyDictionary()  # per process's resources: (when asked, the error or None)
 )
 
 
-def admit_work() -> None:
-    """Raise a ``503`` ``ApiError`` unless the broker can take new work right now."""
-    error = broker_error(resources())
+def admit_work(priority: str) -> None:
+    """Raise a ``503`` ``ApiError`` unless the broker can take new work of ``priority`` now.
+
+    Work is refused while the broker cannot be reached, and while more than
+    ``ADMISSION_MAX_QUEUE_DEPTH`` rounds already wait in the queue it would join: past that
+    point a new round would only wait longer, so the client is told to come back.
+    """
+    current = resources()
+    error = broker_error(current)
+    if error is None:
+        _refuse_when_full(current, queue_for(priority))
     if error is not None:
         raise ApiError(503, "broker_unavailable",
                        "the job queue is unavailable; nothing was stored, try again shortly",
                        {"error": error}, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _refuse_when_full(current: Resources, queue: str) -> None:
+    depth = _queue_depth(current, queue)
+    limit = current.settings.admission_max_queue_depth
+    if depth is not None and depth >= limit:
+        raise ApiError(503, "queue_full",
+                       f"{depth} rounds are waiting in the {queue} queue; try again shortly",
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _queue_depth(current: Resources, queue: str) -> int | None:
+    """Return how many rounds wait in ``queue``, measured at most once a ``CHECK_EVERY_S``."""
+    now = time.monotonic()
+    with _lock:
+        measured = _depths.setdefault(current, {}).get(queue)
+        if measured is not None and now - measured[0] < CHECK_EVERY_S:
+            return measured[1]
+        try:
+            depth = queue_depths(current.celery, [queue])[queue]
+        except Exception as error:  # noqa: BLE001 - an unknown depth admits the work
+            log.warning("queue depth unknown", extra={"queue": queue, "error": str(error)})
+            depth = None
+        _depths[current][queue] = (time.monotonic(), depth)
+    return depth
 
 
 def broker_error(current: Resources) -> str | None:

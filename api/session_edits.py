@@ -64,7 +64,7 @@ def branch_session(session_id: str):
     rounds = _finished_rounds_up_to(source, body["round_no"])
     session = _branch_of(source, rounds)
     if body["question"] is not None:
-        admit_work()
+        admit_work(session["priority"])
         question = QuestionSchema(get_settings().max_question_chars).load(
             {"question": body["question"]})["question"]
         session["rounds"].append(records.new_round(len(rounds) + 1, question))

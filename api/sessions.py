@@ -33,17 +33,18 @@ WAIT_STEP_S = 0.25
 @idempotent
 def create_session():
     """Persist a new session, then enqueue its first round."""
-    admit_work()
     settings = get_settings()
     caller = current_caller()
     body = SessionCreateSchema(settings).load(json_body())
+    priority = _priority(caller, body["priority"])
+    admit_work(priority)
     session = records.new_session(
         body["question"],
         body["members"] or settings.roster.members,
         body["chairman"] or settings.roster.chairman,
         owner=caller.owner,
         mode=body["mode"],
-        priority=_priority(caller, body["priority"]),
+        priority=priority,
         callback_url=body["callback_url"] or _key_default(caller, "callback_url"),
         min_answers=body["min_answers"],
         min_ballots=body["min_ballots"],
@@ -87,9 +88,9 @@ def get_session(session_id: str):
 @idempotent
 def add_round(session_id: str):
     """Ask a follow-up question in a new round of the same session."""
-    admit_work()
     body = QuestionSchema(get_settings().max_question_chars).load(json_body())
     session = visible_session(session_id, current_caller())
+    admit_work(session["priority"])
     round_no = len(session["rounds"]) + 1
     appended = records.last_round(session)["status"] not in records.UNFINISHED and (
         get_store().append_round(session_id, records.new_round(round_no, body["question"])))

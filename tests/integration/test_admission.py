@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api import create_app
+from api.admission import CHECK_EVERY_S
 from shared.store.sqlite import SqliteStore
 from tests.support.processes import free_port
 
@@ -54,3 +57,19 @@ def test_impossible_quorums_are_refused(client, quorum):
     response = client.post("/v1/sessions", json={"question": "How sure?", **quorum})
     assert response.status_code == 400
     assert set(response.get_json()["error"]["details"]) & {"min_answers", "min_ballots"}
+
+
+def test_submissions_wait_out_a_full_queue(settings, redis_server):
+    from api import create_app
+
+    client = create_app(settings.with_overrides(admission_max_queue_depth=2)).test_client()
+    for _ in range(2):
+        assert client.post("/v1/sessions", json={"question": "q"}).status_code == 202
+    time.sleep(CHECK_EVERY_S + 0.1)  # each API process measures the depth once a period
+    full = client.post("/v1/sessions", json={"question": "one too many"})
+    assert full.status_code == 503
+    assert full.get_json()["error"]["code"] == "queue_full"
+    assert int(full.headers["Retry-After"]) > 0
+    assert len(client.get("/v1/sessions").get_json()["data"]) == 2
+    batch = client.post("/v1/sessions", json={"question": "later", "priority": "batch"})
+    assert batch.status_code == 202, "the batch queue is not full"
