@@ -60,8 +60,6 @@ def test_impossible_quorums_are_refused(client, quorum):
 
 
 def test_submissions_wait_out_a_full_queue(settings, redis_server):
-    from api import create_app
-
     client = create_app(settings.with_overrides(admission_max_queue_depth=2)).test_client()
     for _ in range(2):
         assert client.post("/v1/sessions", json={"question": "q"}).status_code == 202
