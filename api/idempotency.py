@@ -17,9 +17,9 @@ from flask import current_app, request
 from api.auth import current_caller
 from api.errors import ApiError
 from api.resources import get_store
+from shared.records import IDEMPOTENCY_TTL_S
 
 HEADER = "Idempotency-Key"
-IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_KEY_CHARS = 255
 REPLAYED_HEADERS = ("Location", "Retry-After")
 

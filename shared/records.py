@@ -94,6 +94,7 @@ SESSION_DEFAULTS: dict[str, object] = {
 }
 
 TITLE_CHARS = 80
+IDEMPOTENCY_TTL_S = 24 * 3600  # how long an Idempotency-Key replays its first answer
 
 
 def session_defaults() -> dict:

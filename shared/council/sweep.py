@@ -33,3 +33,19 @@ def sweep_stale_rounds(
         enqueue(session_id, round_no)
         log.info("re-enqueued stale round", extra={"session_id": session_id, "round_no": round_no})
     return len(stale)
+
+
+def purge_expired(
+    store: Store, retention_s: float | None, idempotency_ttl_s: float, now: float | None = None
+) -> tuple[int, int]:
+    """Delete sessions past their retention and idempotency records past their lifetime.
+
+    MongoDB's TTL indexes do the same on their own; the embedded SQLite store relies on this.
+    Returns how many sessions and records were removed.
+    """
+    now = time.time() if now is None else now
+    sessions = store.purge_sessions(now - retention_s) if retention_s else 0
+    keys = store.purge_idempotency(now - idempotency_ttl_s)
+    if sessions or keys:
+        log.info("purged expired data", extra={"sessions": sessions, "idempotency_keys": keys})
+    return sessions, keys

@@ -15,9 +15,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from shared.records import session_defaults
+from shared.records import IDEMPOTENCY_TTL_S, session_defaults
 
-IDEMPOTENCY_TTL_S = 86_400
 SESSION_TTL_INDEX = "expire_sessions"
 SCHEMA_VERSION = 2
 BACKFILL_BATCH = 500

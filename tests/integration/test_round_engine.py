@@ -144,3 +144,19 @@ def test_events_follow_the_round_in_order(store, settings, sim):
     assert [d["stage"] for _, _, k, d in events if k == "stage"] == [
         "answers", "rankings", "synthesis"]
     assert {(sid, n) for sid, n, _, _ in events} == {(session["id"], 1)}
+
+
+def test_the_sweeper_purges_sessions_past_retention_and_old_idempotency_keys(store):
+    from shared.council.sweep import purge_expired
+
+    old = records.new_session("old", MEMBER_IDS, CHAIRMAN, now=1000.0)
+    new = records.new_session("new", MEMBER_IDS, CHAIRMAN, now=5000.0)
+    for session in (old, new):
+        store.create_session(session)
+    store.begin_idempotent("", "stale", "fp", 1000.0)
+    store.begin_idempotent("", "fresh", "fp", 5000.0)
+    assert purge_expired(store, retention_s=2000.0, idempotency_ttl_s=2000.0, now=5500.0) == (1, 1)
+    assert store.get_session(old["id"]) is None and store.get_session(new["id"])
+    assert store.begin_idempotent("", "stale", "fp", 5500.0) is None
+    assert store.begin_idempotent("", "fresh", "fp", 5500.0) is not None
+    assert purge_expired(store, retention_s=None, idempotency_ttl_s=2000.0, now=5500.0) == (0, 0)
