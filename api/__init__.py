@@ -31,6 +31,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     from api import (
         admin,
         auth,
+        console,
         errors,
         events,
         exports,
@@ -38,6 +39,7 @@ def create_app(config: Settings | dict | None = None) -> Flask:
         health,
         limits,
         observability,
+        openai_compat,
         openapi,
         resources,
         session_edits,
@@ -59,6 +61,8 @@ def create_app(config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(exports.public)
     app.register_blueprint(admin.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(openai_compat.bp)
+    app.register_blueprint(console.bp)
     return app
 
 

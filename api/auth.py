@@ -17,7 +17,7 @@ from shared import keys
 
 PUBLIC_ENDPOINTS = frozenset({"health.health", "health.ready", "static",
                               "observability.public_metrics", "openapi.document"})
-PUBLIC_PREFIXES = ("shared.",)
+PUBLIC_PREFIXES = ("shared.", "console.")  # console pages are shells: data needs a key
 
 
 @dataclass(frozen=True)

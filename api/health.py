@@ -9,8 +9,12 @@ from flask import Blueprint
 from api.admin import breakers_check
 from api.errors import error_response
 from api.resources import get_settings, resources
+from shared.presets import CouncilPreset, default_council
+from shared.settings import Settings
 
 bp = Blueprint("health", __name__)
+
+COUNCIL_OWNER = "llm-council"
 
 
 @bp.get("/health")
@@ -49,15 +53,37 @@ def ready():
 
 @bp.get("/v1/models")
 def models():
-    """List the roster: every model a session may use, and the defaults."""
-    roster = get_settings().roster
+    """List the roster (every model a session may use) and the councils, as OpenAI models.
+
+    A council (``council/default``, ``council/<preset>``) is the model that
+    ``POST /v1/chat/completions`` answers with.
+    """
+    settings = get_settings()
+    roster = settings.roster
+    councils = [default_council(roster), *settings.council_presets.values()]
     return {
+        "object": "list",
         "data": [
-            {"id": m.id, "name": m.name, "default_member": m.id in roster.members,
-             "default_chairman": m.id == roster.chairman}
-            for m in roster.models.values()
-        ]
+            *({"id": m.id, "object": "model", "created": 0, "owned_by": _owner(m.id),
+               "name": m.name, "default_member": m.id in roster.members,
+               "default_chairman": m.id == roster.chairman}
+              for m in roster.models.values()),
+            *({"id": c.model_id, "object": "model", "created": 0, "owned_by": COUNCIL_OWNER,
+               "name": f"Council ({c.name})", "default_member": False,
+               "default_chairman": False, "council": _council(c, settings)}
+              for c in councils),
+        ],
     }
+
+
+def _owner(model_id: str) -> str:
+    return model_id.split("/", 1)[0] if "/" in model_id else COUNCIL_OWNER
+
+
+def _council(council: CouncilPreset, settings: Settings) -> dict:
+    return {"members": list(council.members), "chairman": council.chairman,
+            "min_answers": council.min_answers or settings.council_min_answers,
+            "min_ballots": council.min_ballots or settings.council_min_ballots}
 
 
 def _ping_broker(celery) -> None:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 WORK_CREATING = frozenset({
     "sessions.create_session", "sessions.add_round", "session_edits.branch_session",
+    "openai_compat.chat_completions",
 })
 UNLIMITED = frozenset({"health.health", "health.ready"})
 RETRY_REDIS_AFTER_S = 5.0

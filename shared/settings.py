@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from shared.presets import CouncilPreset, build_presets
 from shared.roster import Roster, RosterError, build_roster
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -79,6 +80,7 @@ class Settings:
     events_ttl_s: int = 86_400
     sse_heartbeat_s: float = 15.0
     sse_max_streams: int = 200
+    chat_completions_wait_s: float = 120.0
 
     # Resilience.
     circuit_breaker_fail_max: int = 5
@@ -88,6 +90,7 @@ class Settings:
     round_deadline_s: float = 600.0
     council_min_answers: int = 2
     council_min_ballots: int = 1
+    council_presets: Mapping[str, CouncilPreset] = field(default_factory=dict)
 
     # The run lifecycle.
     round_lease_s: float = 60.0
@@ -156,6 +159,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             members, chairman, reader.json_object("COUNCIL_MODEL_OPTIONS"),
             reader.csv("COUNCIL_CHAIRMAN_FALLBACKS"),
         )
+        presets = build_presets(reader.json_object("COUNCIL_PRESETS"), roster)
     except RosterError as error:
         raise SettingsError(str(error)) from error
     settings = Settings(
@@ -197,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         events_ttl_s=reader.integer("EVENTS_TTL_SECONDS", 86_400),
         sse_heartbeat_s=reader.number("SSE_HEARTBEAT_SECONDS", 15.0),
         sse_max_streams=reader.integer("SSE_MAX_STREAMS", 200),
+        chat_completions_wait_s=reader.number("CHAT_COMPLETIONS_WAIT_SECONDS", 120.0),
         circuit_breaker_fail_max=reader.integer("CIRCUIT_BREAKER_FAIL_MAX", 5),
         circuit_breaker_timeout_s=reader.integer("CIRCUIT_BREAKER_TIMEOUT", 60),
         provider_max_attempts=reader.integer("PROVIDER_MAX_ATTEMPTS", 3),
@@ -204,6 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         round_deadline_s=reader.number("ROUND_DEADLINE_SECONDS", 600.0),
         council_min_answers=reader.integer("COUNCIL_MIN_ANSWERS", 2),
         council_min_ballots=reader.integer("COUNCIL_MIN_BALLOTS", 1),
+        council_presets=presets,
         round_lease_s=reader.number("ROUND_LEASE_SECONDS", 60.0),
         round_max_attempts=reader.integer("ROUND_MAX_ATTEMPTS", 3),
         round_time_limit_s=reader.integer("ROUND_TIME_LIMIT", 900),
@@ -273,6 +279,8 @@ def _check_progress(settings: Settings) -> None:
         raise SettingsError("EVENTS_MAX_LEN and EVENTS_TTL_SECONDS must be >= 1")
     if settings.sse_heartbeat_s <= 0 or settings.sse_max_streams < 1:
         raise SettingsError("SSE_HEARTBEAT_SECONDS must be > 0 and SSE_MAX_STREAMS >= 1")
+    if settings.chat_completions_wait_s <= 0:
+        raise SettingsError("CHAT_COMPLETIONS_WAIT_SECONDS must be > 0")
 
 
 class _Reader:

@@ -11,6 +11,7 @@ from celery import Celery
 from shared.logs import configure_logging
 from shared.queue import celery_config
 from shared.settings import load_settings
+from workers import observability  # noqa: F401 - connects the logging and metrics signals
 
 
 class CouncilCelery(Celery):

@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from shared import records, webhooks
 from shared.council.metrics import count_round
 from shared.council.run import execute_round
-from shared.council.sweep import sweep_stale_rounds
+from shared.council.sweep import purge_expired, sweep_stale_rounds
 from shared.logs import log_ids
 from shared.queue import (
     DELIVER_WEBHOOK,
@@ -25,6 +25,7 @@ from shared.queue import (
     message_headers,
     queue_for,
 )
+from shared.records import IDEMPOTENCY_TTL_S
 from shared.store.base import EXHAUSTED
 from workers.app import app
 from workers.runtime import current_runtime
@@ -62,6 +63,7 @@ def sweep() -> int:
     """Re-enqueue rounds stuck in the queue or abandoned by a dead worker."""
     runtime = current_runtime()
     settings = runtime.settings
+    purge_expired(runtime.store, settings.session_retention_s, IDEMPOTENCY_TTL_S)
     return sweep_stale_rounds(
         runtime.store, enqueue_round, settings.sweep_queued_after_s, settings.round_lease_s
     )

@@ -37,5 +37,5 @@ def test_ready_says_degraded_and_names_the_part_that_is_down(settings):
 
 def test_models_lists_the_roster(client):
     models = client.get("/v1/models").get_json()["data"]
-    assert {m["id"] for m in models} == {*MEMBERS.split(","), CHAIRMAN}
+    assert {m["id"] for m in models} == {*MEMBERS.split(","), CHAIRMAN, "council/default"}
     assert [m["id"] for m in models if m["default_chairman"]] == [CHAIRMAN]
