@@ -7,18 +7,17 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import httpx
 
 from shared.provider.errors import classify
+from shared.provider.transport import AiohttpTransport
 from shared.roster import Model
 from shared.settings import Settings
 
 POOL_TIMEOUT_S = 5.0
-SHARD_CONNECTIONS = 32
 APP_TITLE = "LLM Council"
 USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
@@ -34,70 +33,16 @@ class Completion:
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """Build the one pooled HTTP client a worker process shares across all its calls."""
+    """Build the one pooled HTTP client a worker process shares across all its calls.
+
+    Its transport pools ``PROVIDER_MAX_CONNECTIONS`` connections on aiohttp's connector: see
+    ``shared.provider.transport`` for why not on httpcore's.
+    """
     return httpx.AsyncClient(
-        transport=ShardedTransport(settings.provider_max_connections),
+        transport=AiohttpTransport(settings.provider_max_connections),
         timeout=httpx.Timeout(settings.provider_timeout_s, pool=POOL_TIMEOUT_S),
         follow_redirects=False,
     )
-
-
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Spread calls over small connection pools that together hold ``max_connections``.
-
-    httpcore rescans every connection of a pool (once per idle connection) whenever a request
-    starts or ends, so one pool of hundreds of connections spends more CPU than the calls do.
-    Each call goes to the shard with the fewest calls in flight, so a call waits for a
-    connection only when every shard is full.
-    """
-
-    def __init__(self, max_connections: int, shard_connections: int = SHARD_CONNECTIONS) -> None:
-        total = max(1, max_connections)
-        count = math.ceil(total / shard_connections)
-        self.shards = [_Shard(total // count + (n < total % count)) for n in range(count)]
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send a request through the least busy shard; it stays busy until the body closes."""
-        shard = min(self.shards, key=lambda candidate: candidate.in_flight)
-        shard.in_flight += 1
-        try:
-            response = await shard.transport.handle_async_request(request)
-        except BaseException:
-            shard.in_flight -= 1
-            raise
-        response.stream = _ReleasingStream(response.stream, shard)
-        return response
-
-    async def aclose(self) -> None:
-        """Close every shard's connections."""
-        for shard in self.shards:
-            await shard.transport.aclose()
-
-
-class _Shard:
-    def __init__(self, size: int) -> None:
-        # Keep-alive sized to the pool: httpcore closes every idle connection above this number.
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-        self.transport = httpx.AsyncHTTPTransport(limits=limits, retries=0, http1=True, http2=False)
-        self.in_flight = 0
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that frees its shard once it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, shard: _Shard) -> None:
-        self._stream = stream
-        self._shard: _Shard | None = shard
-
-    async def __aiter__(self):
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._shard is not None:
-            self._shard.in_flight -= 1
-            self._shard = None
-        await self._stream.aclose()
 
 
 class ProviderClient:
@@ -113,18 +58,26 @@ class ProviderClient:
         referer: str | None = None,
     ) -> None:
         self._http = http
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        # Parsed once: httpx parses a URL given as text on every request (host checks included).
+        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
         self._headers = _headers(api_key, referer)
         self._default_timeout_s = default_timeout_s
 
     async def complete(
-        self, model: Model, messages: list[dict], max_tokens: int | None = None
+        self, model: Model, messages: list[dict], max_tokens: int | None = None, *,
+        deadline: float | None = None,
     ) -> Completion:
-        """Ask one model once; raise a ``ProviderError`` (or ``PoolExhausted``) on failure."""
+        """Ask one model once; raise a ``ProviderError`` (or ``PoolExhausted``) on failure.
+
+        ``deadline`` (``time.monotonic``) shortens the model's timeout when it comes sooner.
+        """
         body: dict = {"model": model.id, "messages": messages}
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        timeout = httpx.Timeout(model.timeout_s or self._default_timeout_s, pool=POOL_TIMEOUT_S)
+        timeout_s = model.timeout_s or self._default_timeout_s
+        if deadline is not None:
+            timeout_s = max(0.001, min(timeout_s, deadline - time.monotonic()))
+        timeout = httpx.Timeout(timeout_s, pool=POOL_TIMEOUT_S)
         started = time.perf_counter()
         try:
             response = await self._http.post(

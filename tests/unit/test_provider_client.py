@@ -6,10 +6,8 @@ import pytest
 
 from shared.provider.client import (
     POOL_TIMEOUT_S,
-    SHARD_CONNECTIONS,
     Completion,
     ProviderClient,
-    ShardedTransport,
     build_http_client,
 )
 from shared.provider.errors import (
@@ -21,6 +19,7 @@ from shared.provider.errors import (
     RateLimited,
     RequestRejected,
 )
+from shared.provider.transport import AiohttpTransport
 from shared.roster import Model
 from shared.settings import Settings
 
@@ -181,58 +180,11 @@ def test_transport_failures_raise_their_error_class(exception, kind):
     assert isinstance(error.__cause__, type(exception))
 
 
-def pool_of(shard):
-    return shard.transport._pool
-
-
-@pytest.mark.parametrize("size, shards", [(1, 1), (4, 1), (32, 1), (37, 2), (500, 16)])
-def test_http_client_splits_its_connections_into_small_pools(size, shards):
-    http = build_http_client(Settings(provider_max_connections=size, provider_timeout_s=9.0))
+def test_http_client_pools_the_configured_connections_on_aiohttp():
+    http = build_http_client(Settings(provider_max_connections=37, provider_timeout_s=9.0))
     try:
-        pools = [pool_of(shard) for shard in http._transport.shards]
-        assert len(pools) == shards
-        assert sum(pool._max_connections for pool in pools) == size
-        assert all(pool._max_connections <= SHARD_CONNECTIONS for pool in pools)
-        assert all(pool._max_keepalive_connections == pool._max_connections for pool in pools)
-        assert all(
-            pool._retries == 0 and (pool._http1, pool._http2) == (True, False) for pool in pools
-        )
+        assert isinstance(http._transport, AiohttpTransport)
+        assert http._transport.max_connections == 37
         assert (http.timeout.read, http.timeout.pool) == (9.0, POOL_TIMEOUT_S)
     finally:
         asyncio.run(http.aclose())
-
-
-def test_sharded_transport_sends_each_call_to_the_least_busy_pool():
-    bodies = []
-
-    async def call():
-        transport = ShardedTransport(64)
-        first, second = transport.shards
-        for shard in transport.shards:
-            shard.transport = httpx.MockTransport(lambda request: httpx.Response(200, text="ok"))
-        request = httpx.Request("GET", "https://provider.test/")
-        held = await transport.handle_async_request(request)
-        assert (first.in_flight, second.in_flight) == (1, 0)
-        answered = await transport.handle_async_request(request)
-        assert (first.in_flight, second.in_flight) == (1, 1)
-        bodies.append(b"".join([chunk async for chunk in answered.stream]))
-        await answered.stream.aclose()
-        await answered.stream.aclose()
-        assert (first.in_flight, second.in_flight) == (1, 0)
-        await held.stream.aclose()
-        assert (first.in_flight, second.in_flight) == (0, 0)
-
-    asyncio.run(call())
-    assert bodies == [b"ok"]
-
-
-def test_sharded_transport_frees_the_pool_when_a_call_fails():
-    async def call():
-        transport = ShardedTransport(8)
-        [shard] = transport.shards
-        shard.transport = httpx.MockTransport(Provider(httpx.ConnectError("refused")))
-        with pytest.raises(httpx.ConnectError):
-            await transport.handle_async_request(httpx.Request("GET", "https://provider.test/"))
-        return shard.in_flight
-
-    assert asyncio.run(call()) == 0
