@@ -35,7 +35,7 @@ def test_ten_concurrent_identical_posts_create_one_session_and_one_task(app, red
 
     created = [body["id"] for status, body in answers if status == 202]
     in_flight = [body for status, body in answers if status == 409]
-    assert len(created) + len(in_flight) == 10
+    assert len(created) + len(in_flight) == 10, answers
     assert len(set(created)) == 1
     assert all(body["error"]["code"] == "request_in_progress" for body in in_flight)
     with app.test_client() as client:

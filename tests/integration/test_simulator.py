@@ -78,7 +78,6 @@ def ask_all(base_url, calls, max_connections=10):
             client = ProviderClient(http, base_url, "sk-test", settings.provider_timeout_s)
             calls_made = (client.complete(model, messages) for model, messages in calls)
             outcomes = await asyncio.gather(*calls_made, return_exceptions=True)
-            assert all(shard.in_flight == 0 for shard in http._transport.shards)
             return outcomes
 
     return asyncio.run(run())
