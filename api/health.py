@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint
+from redis.exceptions import RedisError
 
-from api.admin import breakers_check
+from api.admin import breakers_check, fleet_breakers
 from api.errors import error_response
 from api.resources import get_settings, resources
 from shared.presets import CouncilPreset, default_council
@@ -61,12 +62,12 @@ def models():
     settings = get_settings()
     roster = settings.roster
     councils = [default_council(roster), *settings.council_presets.values()]
-    return {
+    body = {
         "object": "list",
         "data": [
             *({"id": m.id, "object": "model", "created": 0, "owned_by": _owner(m.id),
                "name": m.name, "default_member": m.id in roster.members,
-               "default_chairman": m.id == roster.chairman}
+               "default_chairman": m.id == roster.chairman, "breaker": _breaker_state(m.id)}
               for m in roster.models.values()),
             *({"id": c.model_id, "object": "model", "created": 0, "owned_by": COUNCIL_OWNER,
                "name": f"Council ({c.name})", "default_member": False,
@@ -74,6 +75,19 @@ def models():
               for c in councils),
         ],
     }
+    # The roster is configuration: clients may keep the list; breaker states may be that old.
+    return body, 200, {"Cache-Control": f"private, max-age={settings.cache_ttl_models_s}"}
+
+
+def _breaker_state(model_id: str) -> str | None:
+    """Return the fleet's breaker state for a model; ``None`` when it cannot be read."""
+    fleet = fleet_breakers()
+    if fleet is None:
+        return None
+    try:
+        return fleet.for_model(model_id).state
+    except RedisError:
+        return None
 
 
 def _owner(model_id: str) -> str:

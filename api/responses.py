@@ -100,6 +100,9 @@ class RosterModel(Schema):
     name = fields.String(required=True)
     default_member = fields.Boolean()
     default_chairman = fields.Boolean()
+    breaker = fields.String(allow_none=True, metadata={
+        "enum": ["closed", "open", "half-open", None],
+        "description": "the fleet's circuit breaker for a roster model; null when unknown"})
     council = fields.Dict(metadata={
         "description": "a council's members, chairman, min_answers and min_ballots"})
 

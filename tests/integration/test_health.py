@@ -39,3 +39,15 @@ def test_models_lists_the_roster(client):
     models = client.get("/v1/models").get_json()["data"]
     assert {m["id"] for m in models} == {*MEMBERS.split(","), CHAIRMAN, "council/default"}
     assert [m["id"] for m in models if m["default_chairman"]] == [CHAIRMAN]
+
+
+def test_models_show_each_breaker_and_may_be_kept_for_the_cache_ttl(client, app):
+    from api.admin import fleet_breakers
+
+    with app.test_request_context():
+        fleet_breakers().for_model(CHAIRMAN).breaker.open()
+    response = client.get("/v1/models")
+    assert response.headers["Cache-Control"] == "private, max-age=300"
+    states = {m["id"]: m.get("breaker") for m in response.get_json()["data"]}
+    assert states[CHAIRMAN] == "open"
+    assert {states[m] for m in MEMBERS.split(",")} == {"closed"}
