@@ -13,12 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,8 @@ from celery import Celery
 
 from bench import procstat
 from shared.embedded import redis_server_binary
+from tests.support.processes import free_port as _free_port
+from tests.support.processes import wait_for as _wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = ("sim/alpha", "sim/beta", "sim/gamma", "sim/delta")
@@ -293,24 +293,3 @@ class System:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until(check: Callable[[], object], what: str, timeout_s: float = START_TIMEOUT_S):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception:  # noqa: BLE001 - anything means "not up yet"
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not start within {timeout_s:.0f} s")
-        time.sleep(0.1)

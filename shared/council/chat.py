@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from shared import records
 from shared.council.prompts import chat_messages
+from shared.council.stages import answer_record
 
 if TYPE_CHECKING:
     from shared.council.run import RoundConductor
@@ -47,13 +48,7 @@ async def _speak(round_: RoundConductor, speaker: str, speakers: list[str]) -> N
                              others)
     completion, error, latency_ms = await round_.call(speaker, messages,
                                                       round_.stage_deadline())
-    turn = {
-        "member": speaker,
-        "content": completion.content if completion else None,
-        "error": error,
-        "usage": completion.usage if completion else None,
-        "latency_ms": latency_ms,
-    }
+    turn = answer_record(speaker, completion, error, latency_ms)
     await round_.checkpoint(round_.store.save_answer, turn)
     plan.answers[speaker] = turn
     round_.emit("answer", {"member": speaker, "ok": error is None})

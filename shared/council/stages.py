@@ -66,16 +66,21 @@ async def gather_answers(round_: RoundConductor) -> dict[str, dict]:
     return plan.answers
 
 
-async def answer(round_: RoundConductor, member: str, messages: list[dict], deadline: float):
-    """Ask one member and checkpoint its answer (or why there is none)."""
-    completion, error, latency_ms = await round_.call(member, messages, deadline)
-    record = {
+def answer_record(member: str, completion, error: str | None, latency_ms: int) -> dict:
+    """Return the stored form of a member's answer (or of why there is none)."""
+    return {
         "member": member,
         "content": completion.content if completion else None,
         "error": error,
         "usage": completion.usage if completion else None,
         "latency_ms": latency_ms,
     }
+
+
+async def answer(round_: RoundConductor, member: str, messages: list[dict], deadline: float):
+    """Ask one member and checkpoint its answer (or why there is none)."""
+    completion, error, latency_ms = await round_.call(member, messages, deadline)
+    record = answer_record(member, completion, error, latency_ms)
     await round_.checkpoint(round_.store.save_answer, record)
     round_.plan.answers[member] = record
     round_.emit("answer", {"member": member, "ok": error is None})
