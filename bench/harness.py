@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,17 @@ from celery import Celery
 from bench import procstat
 from shared.embedded import redis_server_binary
 from tests.support.processes import free_port as _free_port
-from tests.support.processes import wait_for as _wait_until
+from tests.support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = ("sim/alpha", "sim/beta", "sim/gamma", "sim/delta")
 CHAIRMAN = "sim/chair"
 START_TIMEOUT_S = 60.0
+
+
+def _wait_until(check: Callable[[], object], what: str, timeout_s: float = START_TIMEOUT_S):
+    """Wait for a part of the system to come up (longer than tests wait: the bench is busy)."""
+    return wait_for(check, what, timeout_s)
 STOP_TIMEOUT_S = 20.0
 POOLS = ("threads", "gevent", "prefork")
 
