@@ -70,3 +70,26 @@ def test_queue_depths_count_what_waits_in_each_queue(settings):
         celery.send_task(RUN_ROUND, args=["no-such-session", 1], queue=queue_for("batch"))
     celery.send_task(RUN_ROUND, args=["no-such-session", 1])
     assert queue_depths(celery) == {"interactive": 1, "batch": 3, "webhooks": 0}
+
+
+def test_a_batch_submission_runs_in_the_batch_pool_while_the_interactive_pool_idles(
+    client, worker, sim
+):
+    sim.set_faults(model="*", latency_ms=1500)  # keeps the round running while we look
+    worker("interactive", queues=(queue_for("interactive"),))
+    worker("batch", queues=(queue_for("batch"),))
+    created = client.post("/v1/sessions", json={"question": "Bulk work", "priority": "batch"})
+    assert created.status_code == 202 and created.get_json()["priority"] == "batch"
+    session_id = created.get_json()["id"]
+
+    def active_task():
+        tasks = client.get("/v1/admin/tasks?state=active").get_json()["data"]
+        return next((t for t in tasks if t.get("session_id") == session_id), None)
+
+    task = wait_for(active_task, "the batch round to be active", timeout_s=20)
+    assert task["worker"].startswith("batch@") and task["queue"] == "batch"
+    pools = {w["name"].split("@")[0]: w for w in client.get("/v1/admin/workers").get_json()["data"]}
+    assert pools["batch"]["active"] >= 1
+    assert pools["interactive"]["active"] == 0 and pools["interactive"]["reserved"] == 0
+    finished = poll_until_terminal(client, f"/v1/sessions/{session_id}")
+    assert finished["rounds"][0]["status"] == "completed"
