@@ -72,7 +72,8 @@ def _refuse_unsafe_production(app: Flask) -> None:
     current = app.extensions[EXTENSION]
     if current.settings.environment != "production":
         return
-    problems = production_problems(current.settings, bool(current.store.list_api_keys()))
+    keys_exist = bool(current.settings.api_key) or bool(current.store.list_api_keys())
+    problems = production_problems(current.settings, keys_exist)
     if problems:
         raise SettingsError("refusing to start in production: " + "; ".join(problems))
 

@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, current_app
 from marshmallow import Schema
 
 from api import responses
+from api.errors import not_found
 from api.limits import UNLIMITED
 from api.observability import SANE_REQUEST_ID
 from api.resources import get_settings
@@ -175,7 +176,9 @@ OPERATIONS: dict[str, Operation] = {
 
 @bp.get("/v1/openapi.json")
 def document():
-    """Return this API's OpenAPI document."""
+    """Return this API's OpenAPI document (not served in production, as the seed promises)."""
+    if get_settings().environment == "production":
+        raise not_found("document")
     app = current_app._get_current_object()
     if EXTENSION not in app.extensions:
         app.extensions[EXTENSION] = build_document(app, get_settings())

@@ -117,3 +117,6 @@ def test_production_refuses_an_unsafe_configuration(settings):
     from shared.settings import production_problems
 
     assert production_problems(safe, keys_exist=False) == []
+    client = create_app(safe).test_client()
+    assert client.get("/v1/openapi.json").status_code == 404
+    assert client.get("/health").status_code == 200
