@@ -275,9 +275,7 @@ class MongoStore(SessionAdmin, KeyRecords):
         self, now: float, queued_before: float, limit: int = 100,
         reoffer_before: float | None = None,
     ) -> list[tuple[str, int]]:
-        """Return queued rounds last offered before ``queued_before`` and running rounds whose
-        lease expired before ``now``, last offered before ``reoffer_before`` (default: the same
-        as ``queued_before``)."""
+        """Return rounds to enqueue again (see ``Store.stale_rounds``)."""
         reoffer_before = queued_before if reoffer_before is None else reoffer_before
         if limit < 1:
             return []
