@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from shared.store.base import StoreUnavailable
@@ -63,6 +65,13 @@ def init_app(app: Flask) -> None:
     def _store_down(error: StoreUnavailable):
         log.error("store unavailable", extra={"error": str(error)})
         return error_response(503, "store_unavailable", "the session store is unavailable",
+                              headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+    @app.errorhandler(RedisError)
+    @app.errorhandler(BrokerError)
+    def _shared_state_down(error: Exception):
+        log.error("redis or the broker unavailable", extra={"error": str(error)})
+        return error_response(503, "redis_unavailable", "redis or the job queue is unavailable",
                               headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.errorhandler(HTTPException)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import time
 
 from flask import Blueprint, Response, request
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import RedisError
 
 from api.admission import admit_work
 from api.auth import Caller, current_caller
@@ -20,6 +23,8 @@ from api.schemas import QuestionSchema, SessionCreateSchema
 from api.submission import POLL_AFTER_S, accepted, enqueue, json_body, task_key
 from shared import records
 from shared.store import SessionQuery
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("sessions", __name__, url_prefix="/v1/sessions")
 
@@ -165,10 +170,15 @@ def _read_headers(rendered: RenderedSession) -> dict:
 
 
 def _revoke_waiting_task(session_id: str, round_no: int) -> None:
+    """Revoke the task of a cancelled round, best effort: its claim would refuse it anyway."""
     current = resources()
-    task_id = current.redis.get(task_key(session_id, round_no))
-    if task_id:
-        current.celery.control.revoke(task_id.decode())
+    try:
+        task_id = current.redis.get(task_key(session_id, round_no))
+        if task_id:
+            current.celery.control.revoke(task_id.decode())
+    except (RedisError, BrokerError, OSError) as error:
+        log.warning("could not revoke a cancelled round's task",
+                    extra={"session_id": session_id, "error": str(error)})
 
 
 def _wait_seconds(raw: str | None) -> float:

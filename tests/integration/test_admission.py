@@ -71,3 +71,24 @@ def test_submissions_wait_out_a_full_queue(settings, redis_server):
     assert len(client.get("/v1/sessions").get_json()["data"]) == 2
     batch = client.post("/v1/sessions", json={"question": "later", "priority": "batch"})
     assert batch.status_code == 202, "the batch queue is not full"
+
+
+def test_a_cancel_while_redis_is_down_still_cancels(client, cut_off):
+    location = client.post("/v1/sessions", json={"question": "Never mind"}).headers["Location"]
+    response = cut_off.post(f"{location}/cancel")
+    assert response.status_code == 200
+    assert response.get_json()["rounds"][0]["status"] == "cancelled"
+
+
+def test_a_redis_failure_on_a_read_is_503_not_500(settings):
+    app = create_app(settings.with_overrides(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_socket_timeout_s=0.5))
+
+    @app.get("/v1/_probe")
+    def probe():
+        app.extensions["llm_council"].redis.get("anything")
+
+    response = app.test_client().get("/v1/_probe")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "redis_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
