@@ -71,17 +71,24 @@ def mongomock_store(tmp_path: Path) -> Iterator[Store]:
 
 
 @contextmanager
-def mongodb_store(tmp_path: Path) -> Iterator[Store]:
+def real_mongodb() -> Iterator[tuple[pymongo.MongoClient, str]]:
+    """Yield a client of the MongoDB at ``MONGODB_URL`` and a throwaway database name."""
     url = os.environ.get("MONGODB_URL")
     if not url:
         pytest.skip("MONGODB_URL not set: real MongoDB contract run skipped")
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5_000)
     database = f"llm_council_test_{uuid.uuid4().hex[:12]}"
     try:
-        yield MongoStore(client, database)
+        yield client, database
     finally:
         client.drop_database(database)
         client.close()
+
+
+@contextmanager
+def mongodb_store(tmp_path: Path) -> Iterator[Store]:
+    with real_mongodb() as (client, database):
+        yield MongoStore(client, database)
 
 
 BACKENDS = {"sqlite": sqlite_store, "mongomock": mongomock_store, "mongodb": mongodb_store}
@@ -927,16 +934,8 @@ def mongo_database(request: pytest.FixtureRequest) -> Iterator[tuple[pymongo.Mon
     if request.param == "mongomock":
         yield mongomock.MongoClient(), "llm_council_test"
         return
-    url = os.environ.get("MONGODB_URL")
-    if not url:
-        pytest.skip("MONGODB_URL not set: real MongoDB contract run skipped")
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5_000)
-    database = f"llm_council_test_{uuid.uuid4().hex[:12]}"
-    try:
-        yield client, database
-    finally:
-        client.drop_database(database)
-        client.close()
+    with real_mongodb() as found:
+        yield found
 
 
 def test_older_mongodb_documents_upgrade_in_place(mongo_database):
