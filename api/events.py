@@ -15,6 +15,7 @@ and ``round.finished`` when a cancel ends a round that was still waiting in the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -51,6 +52,22 @@ STREAM_SLOTS = "llm_council_streams"
 def _init_slots(state) -> None:
     settings = state.app.extensions[EXTENSION].settings
     state.app.extensions[STREAM_SLOTS] = threading.BoundedSemaphore(settings.sse_max_streams)
+
+
+@contextlib.contextmanager
+def stream_slot() -> Iterator[bool]:
+    """Hold one of this process's stream slots for a waiting request; yield False if none is free.
+
+    Event streams, waiting polls and chat completions all hold a gunicorn thread while they
+    wait: the slots keep enough threads free for every other request.
+    """
+    slots = current_app.extensions[STREAM_SLOTS]
+    held = slots.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            slots.release()
 
 
 @bp.get("/<session_id>/events")

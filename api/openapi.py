@@ -124,7 +124,11 @@ OPERATIONS: dict[str, Operation] = {
         "sessions", body=responses.Session, errors=(400, 404), also={304: "Not modified."},
         parameters=(
             _query("wait", {"type": "number", "minimum": 0, "maximum": 30},
-                   "Wait up to this many seconds for the session to change."),
+                   "Wait up to this many seconds for the session to change (answers at once "
+                   "when its last round has ended, or when the process serves as many waits "
+                   "as it may)."),
+            _query("until", {"type": "string", "enum": ["finished"]},
+                   "With `wait`: wait for the last round to end rather than for any change."),
             _header("If-None-Match", "The ETag of the copy the client holds."),
         )),
     "sessions.add_round": Operation(

@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from flask import Flask, current_app
 
+from api.round_endings import RoundEndings
 from shared import keys
 from shared.cache import Cache
 from shared.events import EventLog, open_event_log
@@ -32,6 +33,7 @@ class Resources:
         self._redis: redis.Redis | None = None
         self._limits = None
         self._events: EventLog | None = None
+        self._round_endings: RoundEndings | None = None
 
     @property
     def store(self) -> CacheDroppingStore:
@@ -67,12 +69,21 @@ class Resources:
         return self._events
 
     @property
+    def round_endings(self) -> RoundEndings:
+        """Return the waiters on round endings (its listener starts with the first waiter)."""
+        if self._round_endings is None:
+            self._round_endings = RoundEndings(self.redis)
+        return self._round_endings
+
+    @property
     def redis(self) -> redis.Redis:
         if self._redis is None:
             self._redis = connect_redis(self.settings)
         return self._redis
 
     def close(self) -> None:
+        if self._round_endings is not None:
+            self._round_endings.stop()
         if self._store is not None:
             self._store.close()
         if self._redis is not None:

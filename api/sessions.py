@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from api.admission import admit_work
 from api.auth import Caller, current_caller
 from api.errors import ApiError
-from api.events import announce_cancelled
+from api.events import announce_cancelled, stream_slot
 from api.idempotency import idempotent
 from api.present import session_summary
 from api.reads import RenderedSession, rendered_session, visible_session
@@ -32,6 +32,7 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 20
 MAX_WAIT_S = 30
 WAIT_STEP_S = 0.25
+UNTIL_FINISHED = "finished"
 
 
 @bp.post("")
@@ -76,14 +77,23 @@ def list_sessions():
 
 @bp.get("/<session_id>")
 def get_session(session_id: str):
-    """Return a session; 304 when unchanged; with ``?wait=N``, wait up to N s for a change."""
+    """Return a session; 304 when unchanged; with ``?wait=N``, wait up to N s for a change.
+
+    ``until=finished`` waits for the last round to end instead of for any change. A wait holds
+    a thread, so it takes one of the process's stream slots; with none free it answers at once.
+    """
     caller = current_caller()
     rendered = rendered_session(session_id, caller)
     known = request.if_none_match
     wait_s = _wait_seconds(request.args.get("wait"))
-    if wait_s:
-        baseline = known.as_set() if known else {_tag(rendered)}
-        rendered = _wait_for_change(session_id, caller, baseline, wait_s, rendered)
+    until = _until(request.args.get("until"))
+    if wait_s and (rendered.unfinished or until != UNTIL_FINISHED):
+        with stream_slot() as held:
+            if held and until == UNTIL_FINISHED:
+                rendered = _wait_until_finished(session_id, caller, wait_s)
+            elif held:
+                baseline = known.as_set() if known else {_tag(rendered)}
+                rendered = _wait_for_change(session_id, caller, baseline, wait_s, rendered)
     if known.contains(_tag(rendered)):
         return Response(status=304, headers=_read_headers(rendered))
     return Response(rendered.body, mimetype="application/json", headers=_read_headers(rendered))
@@ -148,6 +158,16 @@ def _session_query(caller: Caller) -> SessionQuery:
     )
 
 
+def _wait_until_finished(session_id: str, caller: Caller, wait_s: float) -> RenderedSession:
+    deadline = time.monotonic() + wait_s
+    with resources().round_endings.watching(session_id) as sleep:
+        rendered = rendered_session(session_id, caller)  # read after registering: nothing missed
+        while rendered.unfinished and (remaining := deadline - time.monotonic()) > 0:
+            sleep(remaining)
+            rendered = rendered_session(session_id, caller)
+    return rendered
+
+
 def _wait_for_change(
     session_id: str, caller: Caller, baseline: set[str], wait_s: float, rendered: RenderedSession
 ) -> RenderedSession:
@@ -191,6 +211,12 @@ def _wait_seconds(raw: str | None) -> float:
     if not 0 <= value <= MAX_WAIT_S:
         raise ApiError(400, "invalid_request", f"wait must be a number from 0 to {MAX_WAIT_S}")
     return value
+
+
+def _until(raw: str | None) -> str | None:
+    if raw not in (None, UNTIL_FINISHED):
+        raise ApiError(400, "invalid_request", f"until must be {UNTIL_FINISHED!r} when given")
+    return raw
 
 
 def _page_size(raw: str | None) -> int:

@@ -12,6 +12,10 @@ event: its ``type``, the ``round_no`` and a few ids or statuses, never an answer
     synthesis.recorded  {round_no, model, ok}            the final answer was written (or not)
     round.finished      {round_no, status}               the round reached a terminal status
 
+Every ``round.finished`` is also published, with its session's id, on ``ROUNDS_FINISHED``
+(Redis pub/sub), in the same round trip: API processes wake the requests that wait for a round to
+end (``api/round_endings.py``) from one subscription each, instead of following every stream.
+
 The store stays the truth: an event that cannot be written (Redis down) is dropped and logged
 at WARNING, and never fails the round or the request that produced it.
 """
@@ -37,6 +41,7 @@ KEY_PREFIX = "llmc:events:"
 FIELD = b"event"
 ROUND_QUEUED = "round.queued"
 ROUND_FINISHED = "round.finished"
+ROUNDS_FINISHED = "llmc:rounds:finished"  # pub/sub: the id of each session whose round ended
 ENTRY_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
 # The round engine's event kinds (``Council.on_event``), the type each becomes, and the only
@@ -99,6 +104,8 @@ class EventLog:
         for session_id, event in events:
             key = stream_key(session_id)
             pipe.xadd(key, {FIELD: json.dumps(event)}, maxlen=self.max_len, approximate=True)
+            if event["type"] == ROUND_FINISHED:
+                pipe.publish(ROUNDS_FINISHED, session_id)
             keys.append(key)
         for key in dict.fromkeys(keys):
             pipe.expire(key, self.ttl_s)

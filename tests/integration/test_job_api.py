@@ -7,9 +7,12 @@ import time
 
 import pytest
 
+from api import create_app
+from api.events import stream_slot
 from api.idempotency import _fingerprint
 from shared.metrics import CACHE_OPERATIONS
 from shared.queue import INTERACTIVE_QUEUE
+from shared.settings import load_settings
 from tests.integration.test_round_trip import poll_until_terminal
 from tests.support.processes import wait_for
 
@@ -109,6 +112,36 @@ def test_a_long_poll_with_nothing_new_ends_in_304(client):
     assert response.status_code == 304
     assert client.get(f"{location}?wait=31").status_code == 400
     assert client.get(f"{location}?wait=soon").status_code == 400
+
+
+def test_a_long_poll_until_finished_answers_with_the_ended_round(client, worker):
+    location = client.post("/v1/sessions", json=QUESTION).headers["Location"]
+    worker()
+    ended = client.get(f"{location}?wait=30&until=finished")
+    assert ended.status_code == 200
+    assert ended.get_json()["rounds"][-1]["status"] == "completed"
+    assert "Retry-After" not in ended.headers
+    assert client.get(f"{location}?wait=1&until=soon").status_code == 400
+
+
+def test_a_long_poll_answers_at_once_when_no_wait_slot_is_free(environ):
+    app = create_app(load_settings({**environ, "SSE_MAX_STREAMS": "1"}))
+    client = app.test_client()
+    location = client.post("/v1/sessions", json=QUESTION).headers["Location"]
+    answers = []
+
+    def poll() -> None:
+        answers.append(client.get(f"{location}?wait=30&until=finished"))
+
+    with app.app_context(), stream_slot() as held:
+        assert held
+        polling = threading.Thread(target=poll)
+        polling.start()
+        polling.join(timeout=10)  # a wait would take 30 s; no free slot means no wait
+        assert not polling.is_alive()
+    assert answers[0].status_code == 200
+    assert answers[0].get_json()["rounds"][-1]["status"] == "queued"
+    assert answers[0].headers["Retry-After"]
 
 
 def test_reads_are_cached_and_every_write_drops_the_entry(client, worker):
