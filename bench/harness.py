@@ -52,12 +52,13 @@ class SystemOptions:
     worker_concurrency: int = 500  # rounds in flight per instance (prefork: per child, 1)
     provider_connections: int | None = None  # default: one per member call in flight
     api_workers: int = 2
-    api_threads: int = 8
+    api_threads: int = 256  # as the Procfile: waiting requests hold a thread each
     latency_ms: float = 200.0
     jitter_ms: float = 0.0
     log_level: str = "INFO"
     celery_app: str = "workers.app"
     settings: dict[str, str] = field(default_factory=dict)  # more service settings
+    worker_env: dict[str, str] = field(default_factory=dict)  # the workers' only (measuring)
 
     @property
     def floor_ms(self) -> float:
@@ -122,7 +123,8 @@ class System:
         env = self.environment()
         instances = 1 if self.options.pool == "prefork" else self.options.worker_processes
         for number in range(instances if self.options.worker_processes else 0):
-            self._spawn(f"worker{number + 1}", "worker", self._worker_argv(number), env)
+            self._spawn(f"worker{number + 1}", "worker", self._worker_argv(number),
+                        {**env, **self.options.worker_env})
         if self.options.worker_processes:
             self._wait_for_workers()
             # Beat runs the sweeper, which re-offers rounds a failed task left behind.

@@ -2,9 +2,12 @@
 
 ``closed_loop`` keeps ``concurrency`` rounds in flight: each slot submits a question, polls the
 session until its round is terminal, then submits the next, until ``rounds`` were submitted.
-A slot first polls when the round could be done at the earliest (``first_poll_s`` after the
-submit, normally the simulated floor), then every ``poll_interval_s``; a shared pacer caps the
-polls per second so that thousands of slots do not turn the benchmark into a poll flood.
+With ``wait_s`` set, a slot polls at once with ``?wait=<wait_s>&until=finished``: the API answers
+when the round has ended (a long poll), and the slot asks again every ``poll_interval_s`` if it
+answered earlier (no free wait slot, or the wait ran out). Without it, a slot first polls when the
+round could be done at the earliest (``first_poll_s`` after the submit, normally the simulated
+floor), then every ``poll_interval_s``. A shared pacer caps the polls per second so that
+thousands of slots do not turn the benchmark into a poll flood.
 ``paced`` sends submits and polls at a fixed rate instead, for request latency alone.
 """
 
@@ -34,6 +37,7 @@ class LoadPlan:
     max_polls_per_s: float = 1000.0
     round_timeout_s: float = 300.0
     ramp_s: float = 0.0  # the slots' first submits are spread over this long
+    wait_s: float = 0.0  # long-poll each round for up to this long (0: poll at intervals)
 
 
 @dataclass
@@ -108,7 +112,9 @@ async def closed_loop(api_url: str, plan: LoadPlan) -> LoadReport:
             await _one_round(http, api_url, plan, pacer, report, number)
 
     started = time.monotonic()
-    async with _session() as http:
+    # A long poll holds its connection: one per slot, plus some for the submits.
+    connections = plan.concurrency + API_CONNECTIONS if plan.wait_s else API_CONNECTIONS
+    async with _session(connections) as http:
         await asyncio.gather(*(slot(http, index) for index in range(plan.concurrency)))
     report.wall_s = time.monotonic() - started
     return report
@@ -127,7 +133,10 @@ async def _one_round(
             report.count(f"http_{status}")
             return
         location = f"{api_url}/v1/sessions/{body['id']}"
-        await asyncio.sleep(max(0.0, submitted + plan.first_poll_s - time.monotonic()))
+        if plan.wait_s:
+            location += f"?wait={plan.wait_s:g}&until=finished"
+        else:
+            await asyncio.sleep(max(0.0, submitted + plan.first_poll_s - time.monotonic()))
         while time.monotonic() - submitted < plan.round_timeout_s:
             await pacer.wait()
             status, body = await _timed(http.get(location), report.poll_s)
@@ -233,8 +242,8 @@ async def _paced_one(
         report.count("client_error")
 
 
-def _session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=API_CONNECTIONS, force_close=False)
+def _session(connections: int = API_CONNECTIONS) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
 
 

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_concurrency=args.worker_concurrency or args.concurrency,
         provider_connections=args.provider_connections,
         api_workers=args.api_workers,
+        api_threads=args.api_threads,
         latency_ms=args.latency_ms,
         jitter_ms=args.jitter_ms,
         log_level=args.log_level,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         poll_interval_s=args.poll_ms / 1000,
         max_polls_per_s=args.max_polls_per_s,
         ramp_s=args.ramp_s,
+        wait_s=args.wait_s,
     )
     with System(options) as system:
         result = measure(system, plan, args.label, args.preload)
@@ -120,6 +122,7 @@ def measure(
         "submit_ms": percentiles_ms(report.submit_s),
         "poll_ms": percentiles_ms(report.poll_s),
         "polls_per_round": round(len(report.poll_s) / max(1, len(report.submit_s)), 2),
+        "poll_wait_s": plan.wait_s,
         "redis_commands_per_round": _per_round(commands, commands_before, report.ok),
         "provider_calls": sim["total"],
         "provider_connections": sim["connections"],
@@ -166,12 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--provider-connections", type=int,
                         help="PROVIDER_MAX_CONNECTIONS (default: 4 per round in flight)")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--api-threads", type=int, default=256,
+                        help="gunicorn threads per worker (the Procfile's 256)")
     parser.add_argument("--latency-ms", type=float, default=200.0, help="simulated call latency")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="latency spread (uniform ±)")
     parser.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services")
     parser.add_argument("--app", default="workers.app", help="Celery app the workers load")
     parser.add_argument("--first-poll-ms", type=float,
                         help="first poll this long after the submit (default: the floor)")
+    parser.add_argument("--wait-s", type=float, default=30.0,
+                        help="long-poll each round (?wait=N&until=finished); 0: interval polls")
     parser.add_argument("--poll-ms", type=float, default=25.0, help="then poll this often")
     parser.add_argument("--max-polls-per-s", type=float, default=1000.0,
                         help="cap on polls per second across all clients")
