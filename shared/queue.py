@@ -113,7 +113,9 @@ def celery_config(settings: Settings) -> dict:
         "task_serializer": "json",
         "accept_content": ["json"],
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # A task-sent event is a second publish per submit, as costly as the task's own; the
+        # queue itself shows waiting rounds (api/admin.py), so Flower's "sent" state is opt-in.
+        "task_send_sent_event": settings.task_sent_events,
         "worker_hijack_root_logger": False,
         "worker_concurrency": settings.worker_concurrency,
         "beat_schedule": {

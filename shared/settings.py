@@ -106,6 +106,7 @@ class Settings:
     metrics_require_key: bool = False
     worker_metrics_port: int | None = None
     inspect_timeout_s: float = 1.0
+    task_sent_events: bool = False
 
     @property
     def sqlite_file(self) -> Path:
@@ -222,6 +223,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_port=(reader.integer("WORKER_METRICS_PORT", 0)
                              if reader.text("WORKER_METRICS_PORT") else None),
         inspect_timeout_s=reader.number("INSPECT_TIMEOUT", 1.0),
+        task_sent_events=reader.flag("TASK_SENT_EVENTS", False),
     )
     _check_consistency(settings)
     return settings
