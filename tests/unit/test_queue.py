@@ -102,6 +102,14 @@ def test_the_lifecycle_settings_hold_for_both_brokers():
         assert config["task_ignore_result"] is True
 
 
+def test_workers_send_task_events_and_the_api_sends_task_sent_events_when_asked():
+    default = celery_config(load_settings(REDIS))
+    assert default["worker_send_task_events"] is True
+    assert default["task_send_sent_event"] is False
+    asked = celery_config(load_settings({**REDIS, "TASK_SENT_EVENTS": "true"}))
+    assert asked["task_send_sent_event"] is True
+
+
 def test_the_embedded_worker_consumes_every_queue():
     argv = worker_arguments(load_settings(REDIS))
     assert argv[argv.index("-Q") + 1].split(",") == list(QUEUES)
