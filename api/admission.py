@@ -3,12 +3,13 @@
 A work-creating request asks the broker first, before anything is written: while the broker
 cannot be reached the client gets ``503`` with ``Retry-After`` within ``REDIS_SOCKET_TIMEOUT``,
 never a hang. (A broker lost between this check and the enqueue still leaves the written round
-safe: the sweeper enqueues it once the broker is back.) A Redis broker is pinged on every
-request (one round trip, beside a store write); a separate broker (``BROKER_URL``, RabbitMQ)
-costs a connection per check, so its good health is trusted for ``CHECK_EVERY_S``. An unreachable
-broker is remembered for ``CHECK_EVERY_S`` by each API process, so during an outage requests are
-refused without waiting again. The store needs no check of its own here: its failures already
-reach the client as ``503`` with ``Retry-After`` (``api.errors``).
+safe: the sweeper enqueues it once the broker is back.) A Redis broker is asked on every
+request: the request's rate limit check, answered by that same Redis a moment before, is the
+check; without one it is pinged (one round trip, beside a store write). A separate broker
+(``BROKER_URL``, RabbitMQ) costs a connection per check, so its good health is trusted for
+``CHECK_EVERY_S``. An unreachable broker is remembered for ``CHECK_EVERY_S`` by each API process,
+so during an outage requests are refused without waiting again. The store needs no check of its
+own here: its failures already reach the client as ``503`` with ``Retry-After`` (``api.errors``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import threading
 import time
 import weakref
 
+from flask import g
+
 from api.errors import ApiError
+from api.limits import REDIS_ANSWERED
 from api.resources import Resources, resources
 from shared.queue import queue_depths, queue_for
 
@@ -100,7 +104,8 @@ def _ask_broker(current: Resources) -> str | None:
     settings = current.settings
     try:
         if settings.broker_url is None:  # the broker is the Redis of REDIS_URL
-            current.redis.ping()
+            if not g.get(REDIS_ANSWERED):  # the rate limit check of this request did not ask it
+                current.redis.ping()
         else:
             with current.celery.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=0,

@@ -35,6 +35,7 @@ WORK_CREATING = frozenset({
 })
 UNLIMITED = frozenset({"health.health", "health.ready"})
 RETRY_REDIS_AFTER_S = 5.0
+REDIS_ANSWERED = "redis_answered"  # set on ``g`` once the shared limits were read in a request
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class InboundLimits:
             log.warning("rate limits fall back to process memory", extra={"error": str(error)})
             self._redis_down_until = time.monotonic() + RETRY_REDIS_AFTER_S
             return self.take(item, who)
+        if limiter is self._shared:
+            g.setdefault(REDIS_ANSWERED, True)
         reset_s = max(0, math.ceil(stats.reset_time - time.time()))
         return allowed, Quota(item.amount, stats.remaining, reset_s)
 
