@@ -10,6 +10,7 @@ import httpx
 
 TERMINAL = {"completed", "degraded", "failed", "cancelled"}
 POLL_EVERY_S = 0.5
+WAIT_S = 20  # below the client's 30 s read timeout
 
 
 def ask(
@@ -29,10 +30,17 @@ def ask(
 
 
 def _follow(client: httpx.Client, location: str, out: TextIO, deadline: float) -> dict:
+    """Long-poll the session: each answer comes when it changed (``?wait``, ``If-None-Match``)."""
     seen: set[str] = set()
+    etag = None
     while time.monotonic() < deadline:
-        response = client.get(location)
+        asked = {"params": {"wait": WAIT_S}, "headers": {"If-None-Match": etag}} if etag else {}
+        response = client.get(location, **asked)
+        if response.status_code == 304:
+            time.sleep(POLL_EVERY_S)  # unchanged: the wait ran out, or the API had no free slot
+            continue
         _raise_for_error(response)
+        etag = response.headers.get("ETag")
         round_ = response.json()["rounds"][-1]
         for line in progress_lines(round_):
             if line not in seen:
@@ -40,7 +48,6 @@ def _follow(client: httpx.Client, location: str, out: TextIO, deadline: float) -
                 print(line, file=out, flush=True)
         if round_["status"] in TERMINAL:
             return round_
-        time.sleep(POLL_EVERY_S)
     raise TimeoutError("the round did not finish in time")
 
 
