@@ -32,11 +32,12 @@ MIXED_SUBMIT_EVERY = 10
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = SystemOptions(worker_processes=args.workers, api_workers=args.api_workers,
-                            log_level=args.log_level,
+                            api_threads=args.api_threads, log_level=args.log_level,
                             settings=dict(s.split("=", 1) for s in args.set))
     with System(options) as system:
         result = {"bench": "requests", "rate": args.rate, "seconds": args.seconds,
-                  "api_workers": args.api_workers, "worker_processes": args.workers,
+                  "api_workers": args.api_workers, "api_threads": args.api_threads,
+                  "worker_processes": args.workers,
                   **run_phases(system, args.rate, args.seconds, args.hot)}
     arguments = sys.argv[1:] if argv is None else argv
     result["command"] = " ".join([".venv/bin/python -m bench.requests", *arguments])
@@ -92,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hot", type=int, default=50, help="sessions the poll phase reads")
     parser.add_argument("--workers", type=int, default=0, help="worker processes to start too")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--api-threads", type=int, default=256,
+                        help="gunicorn threads per worker (the Procfile's 256)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     return parser
