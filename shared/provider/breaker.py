@@ -14,12 +14,12 @@ process that takes a short Redis lease makes it, every other call is skipped as 
 were still open.
 
 pybreaker's storage calls Redis synchronously, on the worker's event loop. Rather than move
-them to threads, the storage here reads the state at most every ``STATE_CACHE_S`` per model and
-process and throttles the reset of the failure count on success the same way, so a busy model
-costs a few round trips a second instead of three per call (``bench/breaker_overhead.py``
-measures both). A client that could not reach Redis stops trying for a few seconds, so an outage
-costs at most one short socket timeout per few seconds, and meanwhile pybreaker's storage falls
-back to a closed breaker.
+them to threads, the storage here reads the state (with the failure count) at most every
+``STATE_CACHE_S`` per model and process, and resets the failure count on success only when it
+is not already zero, so a busy model costs a few round trips a second instead of three per call
+(``bench/breaker_overhead.py`` measures both). A client that could not reach Redis stops trying
+for a few seconds, so an outage costs at most one short socket timeout per few seconds, and
+meanwhile pybreaker's storage falls back to a closed breaker.
 """
 
 from __future__ import annotations
@@ -91,16 +91,18 @@ class ReachableRedis:
 class _SharedStorage(pybreaker.CircuitRedisStorage):
     """pybreaker's Redis storage, with fewer round trips, that can be created while Redis is down.
 
-    The state read is kept for ``STATE_CACHE_S`` (this process's own changes are seen at once),
-    and a success resets the fleet's failure count at most once per ``STATE_CACHE_S`` unless a
-    failure came in between: a busy model costs a few round trips a second, not two per call.
+    The state is read at most once per ``STATE_CACHE_S``, with the fleet's failure count in the
+    same round trip (this process's own changes are seen at once). A success resets the count
+    only when the last reading, or a failure of this process since, says it is not zero: a busy,
+    healthy model costs a few round trips a second, not two per call.
     """
 
     logger = _storage_log
 
     def __init__(self, *args, **kwargs) -> None:
-        self._state_seen: tuple[float, str] | None = None
-        self._reset_at = float("-inf")
+        self._seen_at = float("-inf")
+        self._state_seen = pybreaker.STATE_CLOSED
+        self._failures_seen = 0
         super().__init__(*args, **kwargs)
 
     def _initialize_redis_state(self, state: str) -> None:
@@ -112,23 +114,37 @@ class _SharedStorage(pybreaker.CircuitRedisStorage):
     @property
     def state(self) -> str:
         now = time.monotonic()
-        if self._state_seen is None or now - self._state_seen[0] >= STATE_CACHE_S:
-            self._state_seen = (now, pybreaker.CircuitRedisStorage.state.fget(self))
-        return self._state_seen[1]
+        if now - self._seen_at >= STATE_CACHE_S:
+            self._state_seen, self._failures_seen = self._read()
+            self._seen_at = now
+        return self._state_seen
 
     @state.setter
     def state(self, state: str) -> None:
         pybreaker.CircuitRedisStorage.state.fset(self, state)
-        self._state_seen = (time.monotonic(), str(state))
+        self._state_seen = str(state)
+        self._failures_seen = max(1, self._failures_seen)  # a trial that closes it must reset
 
     def increment_counter(self) -> None:
         super().increment_counter()
-        self._reset_at = float("-inf")  # the next success must reset the count
+        self._failures_seen += 1  # the next success must reset the count
 
     def reset_counter(self) -> None:
-        if time.monotonic() - self._reset_at >= STATE_CACHE_S:
+        if self._failures_seen:
             super().reset_counter()
-            self._reset_at = time.monotonic()
+            self._failures_seen = 0
+
+    def _read(self) -> tuple[str, int]:
+        """Return the fleet's state and failure count, as pybreaker's own read would."""
+        try:
+            state, failures = self._redis.mget(
+                self._namespace("state"), self._namespace("fail_counter"))
+        except redis.RedisError:
+            return self._fallback_circuit_state, 0
+        if state is None:  # lost (expired, flushed): start again from the fallback state
+            self._initialize_redis_state(self._fallback_circuit_state)
+            return self._fallback_circuit_state, 0
+        return state.decode(), int(failures or 0)
 
 
 class _StateLog(pybreaker.CircuitBreakerListener):

@@ -13,6 +13,11 @@ slot together. The ``limits`` package was considered: its moving window covers `
 the concurrency slots and the shared pause would still need state and a script of our own, with
 the three checks split over two round trips. While Redis cannot be reached (or with
 ``REDIS_ENABLED=false``) the same rules hold per process, in memory.
+
+A model with neither ``rpm`` nor ``max_concurrency`` has only the pause to respect: its calls
+read the pause from Redis at most once per ``PAUSE_CACHE_S`` per process (a ``PTTL``, not the
+script), so a pause set by another process holds here at most that much later, and a 429 this
+process saw holds here at once. That was one script per call, the largest Redis cost of a round.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -39,6 +45,7 @@ WINDOW_MS = 60_000
 POLL_MS = 100  # a caller waiting for a concurrency slot asks again this often (slots free early)
 DEFAULT_PAUSE_S = 1.0  # a 429 without Retry-After pauses the model this long
 REDIS_RETRY_AFTER_S = 5.0
+PAUSE_CACHE_S = 0.1  # an unlimited model re-reads the fleet's pause this often, per process
 KEY_PREFIX = "llmc:pace"
 
 # KEYS: start log, slots, pause. ARGV: token, rpm (0: none), max_concurrency (0: none), hold_ms,
@@ -97,6 +104,8 @@ class FleetPace:
         self._redis = client
         self._memory = _MemoryPace()
         self._down_until = 0.0
+        self._pauses_seen: dict[str, tuple[float, float]] = {}  # model: (read at, paused until)
+        self._pause_readings: dict[str, asyncio.Future[float]] = {}
         self._acquire = client.register_script(ACQUIRE) if client is not None else None
         self._pause = client.register_script(PAUSE) if client is not None else None
 
@@ -113,6 +122,11 @@ class FleetPace:
 
         Raises ``NoCallSlot`` when they will not before ``deadline`` (``time.monotonic``).
         """
+        if not (model.rpm or model.max_concurrency):
+            while wait_ms := await self._pause_ms(model.id):
+                await _wait(model.id, wait_ms, deadline)
+            yield
+            return
         token = uuid.uuid4().hex
         args = [token, model.rpm or 0, model.max_concurrency or 0, int(hold_s * 1000),
                 WINDOW_MS, POLL_MS]
@@ -120,11 +134,7 @@ class FleetPace:
         keys_used = [keys.starts, keys.slots, keys.pause]
         while wait_ms := await self._ask(self._acquire, self._memory.acquire, model.id,
                                          keys_used, args):
-            wait_s = wait_ms / 1000 * random.uniform(1.0, 1.1)  # waiters must not wake together
-            if deadline is not None and time.monotonic() + wait_s >= deadline:
-                raise NoCallSlot(f"no call slot for {model.id} before the deadline "
-                                 f"(shared rate limit; next in {wait_ms / 1000:.1f} s)")
-            await asyncio.sleep(wait_s)
+            await _wait(model.id, wait_ms, deadline)
         try:
             yield
         finally:
@@ -135,6 +145,7 @@ class FleetPace:
         """Hold every call to a model, fleet-wide, for ``seconds`` (a 429's ``Retry-After``)."""
         ms = max(1, int((DEFAULT_PAUSE_S if seconds is None else seconds) * 1000))
         log.info("model paused after a 429", extra={"model": model_id, "pause_s": ms / 1000})
+        self._memory.pause(model_id, ms)  # this process holds back at once, whatever Redis says
         await self._ask(self._pause, self._memory.pause, model_id, [self.keys(model_id).pause],
                         [ms])
 
@@ -143,6 +154,40 @@ class FleetPace:
         if self._redis is None or time.monotonic() < self._down_until:
             return self._memory.paused_for(model_id)
         return max(0, await self._redis.pttl(self.keys(model_id).pause)) / 1000
+
+    async def _pause_ms(self, model_id: str) -> int:
+        """Return how many ms calls to a model must still wait for a pause (0: not paused)."""
+        left_s = max(await self._fleet_paused_until(model_id) - time.monotonic(),
+                     self._memory.paused_for(model_id))
+        return math.ceil(left_s * 1000) if left_s > 0 else 0
+
+    async def _fleet_paused_until(self, model_id: str) -> float:
+        """Return until when (``time.monotonic``) the fleet's last known pause of a model holds.
+
+        A reading younger than ``PAUSE_CACHE_S`` is used as it is; calls that find it older wait
+        for the one new reading in flight. While Redis is down the last reading stands.
+        """
+        read_at, until = self._pauses_seen.get(model_id, (float("-inf"), 0.0))
+        now = time.monotonic()
+        if now - read_at < PAUSE_CACHE_S or self._redis is None or now < self._down_until:
+            return until
+        reading = self._pause_readings.get(model_id)
+        if reading is None:
+            reading = self._pause_readings[model_id] = asyncio.ensure_future(
+                self._read_pause(model_id, until))
+            reading.add_done_callback(lambda _: self._pause_readings.pop(model_id, None))
+        return await asyncio.shield(reading)  # one caller cancelled must not cancel the others
+
+    async def _read_pause(self, model_id: str, until: float) -> float:
+        now = time.monotonic()
+        try:
+            left_ms = await self._redis.pttl(self.keys(model_id).pause)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            self._fall_back(error)
+            return until
+        until = now + max(0, left_ms) / 1000
+        self._pauses_seen[model_id] = (now, until)
+        return until
 
     async def _give_back(self, model_id: str, token: str) -> None:
         self._memory.release(model_id, token)
@@ -155,15 +200,27 @@ class FleetPace:
             try:
                 return int(await script(keys=keys, args=args))
             except (redis.ConnectionError, redis.TimeoutError) as error:
-                log.warning("rate limits fall back to this process while Redis is down",
-                            extra={"error": str(error)})
-                self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+                self._fall_back(error)
         return fallback(model_id, *args)
+
+    def _fall_back(self, error: redis.RedisError) -> None:
+        log.warning("rate limits fall back to this process while Redis is down",
+                    extra={"error": str(error)})
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
 
     async def aclose(self) -> None:
         """Close the Redis connections."""
         if self._redis is not None:
             await self._redis.aclose()
+
+
+async def _wait(model_id: str, wait_ms: int, deadline: float | None) -> None:
+    """Sleep ``wait_ms`` (plus jitter), or raise ``NoCallSlot`` if that passes the deadline."""
+    wait_s = wait_ms / 1000 * random.uniform(1.0, 1.1)  # waiters must not wake together
+    if deadline is not None and time.monotonic() + wait_s >= deadline:
+        raise NoCallSlot(f"no call slot for {model_id} before the deadline "
+                         f"(shared rate limit; next in {wait_ms / 1000:.1f} s)")
+    await asyncio.sleep(wait_s)
 
 
 class _MemoryPace:

@@ -32,6 +32,7 @@ from shared.provider.errors import (
     ProviderUnavailable,
     RateLimited,
     RequestRejected,
+    TransientError,
 )
 from shared.provider.pace import FleetPace
 from shared.provider.retry import call_retrying
@@ -76,18 +77,32 @@ class ResilientProvider:
         ``deadline`` is a ``time.monotonic`` value: no attempt starts after it, and an attempt
         still running then fails with ``ProviderTimeout``.
         """
-        failures: list[ProviderError] = []
+        try:  # most calls succeed at once: spare them the retry policy's setup
+            return await self._attempt(model, messages, deadline)
+        except TransientError as error:
+            first = error
+        return await self._retry(model, messages, deadline, first)
+
+    async def _retry(
+        self, model: Model, messages: list[dict], deadline: float | None, first: TransientError
+    ) -> Completion:
+        """Go on as ``PROVIDER_RETRY`` says, with ``first`` as its first failed attempt.
+
+        The policy sees the first failure as its own attempt, so its waits, stops and logs are
+        the same as if it had made that attempt itself.
+        """
+        failures: list[ProviderError] = [first]
         async for attempt in call_retrying(self.max_attempts, deadline):
             with attempt:
+                if attempt.retry_state.attempt_number == 1:
+                    raise first
                 try:
                     return await self._attempt(model, messages, deadline)
                 except ProviderError as error:
                     failures.append(error)
                     raise
-                except CircuitOpen as error:
-                    if failures:  # the breaker opened under this call's own failures
-                        raise CircuitOpen(f"{failures[-1].reason}; then {error.reason}") from error
-                    raise
+                except CircuitOpen as error:  # the breaker opened under this call's failures
+                    raise CircuitOpen(f"{failures[-1].reason}; then {error.reason}") from error
         raise AssertionError("unreachable: the retry policy returns or raises")
 
     async def _attempt(
@@ -167,13 +182,34 @@ def _count(model: Model, error: BaseException) -> None:
 
 
 def _count_success(model: Model, completion: Completion) -> None:
-    LLM_REQUESTS.labels(model=model.id, outcome="ok").inc()
-    LLM_REQUEST_DURATION.labels(model=model.id).observe(completion.latency_ms / 1000)
+    counts = _ModelCounts.of(model.id)
+    counts.ok.inc()
+    counts.duration.observe(completion.latency_ms / 1000)
     usage = completion.usage
-    LLM_TOKENS.labels(model=model.id, kind="prompt").inc(usage.get("prompt_tokens", 0))
-    LLM_TOKENS.labels(model=model.id, kind="completion").inc(usage.get("completion_tokens", 0))
+    counts.prompt_tokens.inc(usage.get("prompt_tokens", 0))
+    counts.completion_tokens.inc(usage.get("completion_tokens", 0))
     cost = usage.get("cost")
     if cost is None:
         cost = (usage.get("prompt_tokens", 0) * model.price_prompt
                 + usage.get("completion_tokens", 0) * model.price_completion) / 1_000_000
-    LLM_COST.labels(model=model.id).inc(cost)
+    counts.cost.inc(cost)
+
+
+class _ModelCounts:
+    """One model's metrics of a successful call, labelled once (``labels()`` outcosts a count)."""
+
+    _known: dict[str, _ModelCounts] = {}
+
+    def __init__(self, model_id: str) -> None:
+        self.ok = LLM_REQUESTS.labels(model=model_id, outcome="ok")
+        self.duration = LLM_REQUEST_DURATION.labels(model=model_id)
+        self.prompt_tokens = LLM_TOKENS.labels(model=model_id, kind="prompt")
+        self.completion_tokens = LLM_TOKENS.labels(model=model_id, kind="completion")
+        self.cost = LLM_COST.labels(model=model_id)
+
+    @classmethod
+    def of(cls, model_id: str) -> _ModelCounts:
+        found = cls._known.get(model_id)
+        if found is None:  # model ids come from the roster: a few, never unbounded
+            found = cls._known[model_id] = cls(model_id)
+        return found

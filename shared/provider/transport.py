@@ -42,11 +42,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """Send one request on a pooled connection; raise httpx's errors on failure."""
         timeouts = request.extensions.get("timeout", {})
         session, slots = self._open()
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await slots.acquire()
-        except TimeoutError as error:
-            raise httpx.PoolTimeout("no free connection in the pool", request=request) from error
+        if slots.locked():  # else a free connection is taken at once, with no timer to arm
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slots.acquire()
+            except TimeoutError as error:
+                raise httpx.PoolTimeout("no free connection in the pool", request=request) \
+                    from error
+        else:
+            await slots.acquire()
         try:
             return await self._send(session, request, timeouts)
         finally:
@@ -64,7 +68,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self.max_connections, limit_per_host=0, keepalive_timeout=self._keepalive_s
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(),  # cookies are the httpx client's call
             )
             self._slots = asyncio.Semaphore(self.max_connections)
         return self._session, self._slots
@@ -93,7 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("the provider did not answer in time", request=request) \
                 from error
         return httpx.Response(
-            status, headers=list(raw_headers), content=content, request=request,
+            status, headers=list(raw_headers), stream=httpx.ByteStream(content), request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
 

@@ -13,9 +13,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from shared.provider.breaker import FleetBreakers
+from shared.provider.breaker import STATE_CACHE_S, FleetBreakers
 from shared.provider.errors import CircuitOpen, NoCallSlot, ProviderUnavailable
-from shared.provider.pace import FleetPace
+from shared.provider.pace import PAUSE_CACHE_S, FleetPace
 from shared.roster import Model
 from tests.support.processes import free_port, wait_for
 
@@ -47,7 +47,8 @@ def fail(breakers: FleetBreakers) -> None:
 
 
 def test_a_breaker_opened_by_one_process_is_open_for_another(bytes_client):
-    one, other = fleet(bytes_client), fleet(bytes_client)
+    # pybreaker keeps ``opened_at`` in whole seconds: a reset timeout of 1 s could pass at once.
+    one, other = fleet(bytes_client, reset_s=5), fleet(bytes_client, reset_s=5)
     fail(one)
     fail(other)  # failures from both processes add up: the second one opens the breaker
     assert other.for_model(MODEL).state == "open"
@@ -72,6 +73,8 @@ def test_after_the_reset_timeout_one_process_alone_gets_the_trial_call(bytes_cli
     time.sleep(0.15)
     assert other.for_model(MODEL).state == "closed"
     assert other.for_model(MODEL).admit(5) is None
+    fail(other)  # the count started again when the trial closed the breaker
+    assert other.for_model(MODEL).state == "closed"
 
 
 def _admits(breakers: FleetBreakers) -> bool:
@@ -125,3 +128,42 @@ def test_concurrency_slots_hold_across_processes_and_a_pause_reaches_them_all(re
     paused, refused = asyncio.run(run())
     assert most == 2
     assert 25 < paused <= 30 and refused is NoCallSlot
+
+
+def test_a_pause_reaches_a_model_without_limits_within_the_pause_cache(redis_server):
+    unlimited = Model(id=MODEL, name="model")
+
+    async def starts_within(pace: FleetPace, seconds: float) -> bool:
+        try:
+            async with pace.slot(unlimited, time.monotonic() + seconds, hold_s=10):
+                return True
+        except NoCallSlot:
+            return False
+
+    async def run() -> tuple[bool, ...]:
+        redis_server.client().flushall()
+        paces = [FleetPace("provider.test", redis.asyncio.Redis.from_url(redis_server.url))
+                 for _ in range(3)]
+        before = await starts_within(paces[1], 1)  # reads "not paused" and keeps it a while
+        await paces[0].pause(MODEL, 30)
+        own = await starts_within(paces[0], 1)  # the process that saw the 429: at once
+        # a process that had not read it yet, with calls at once while the first reading is out
+        fresh = any(await asyncio.gather(*(starts_within(paces[2], 1) for _ in range(4))))
+        await asyncio.sleep(PAUSE_CACHE_S + 0.05)
+        later = await starts_within(paces[1], 1)  # the others, after one cache period
+        for pace in paces:
+            await pace.aclose()
+        return before, own, fresh, later
+
+    assert asyncio.run(run()) == (True, False, False, False)
+
+
+def test_a_success_in_one_process_resets_the_failures_another_counted(bytes_client):
+    one, other = fleet(bytes_client), fleet(bytes_client)
+    other.for_model(MODEL).state  # noqa: B018 - read while the count is still zero
+    fail(one)
+    time.sleep(STATE_CACHE_S + 0.05)  # past the other process's reading of the count
+    with other.for_model(MODEL).calling():
+        pass
+    fail(one)  # one failure in a row again: below fail_max
+    assert one.for_model(MODEL).state == "closed"
