@@ -11,6 +11,7 @@ availability.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -52,6 +53,7 @@ class Cache:
         self._memory = _MemoryCache(FALLBACK_ENTRIES)
         self._redis_down_until = 0.0
         self._fill_script = client.register_script(FILL_IF_UNCHANGED) if client else None
+        self._drops = _DropGroups()
 
     def read(self, key: str) -> tuple[dict[bytes, bytes] | None, bytes]:
         """Return the entry stored under ``key`` (or ``None``) and a token for a later fill."""
@@ -84,20 +86,32 @@ class Cache:
         CACHE_OPERATIONS.labels(operation="set", result="ok" if stored else "stale").inc()
 
     def drop(self, *keys: str) -> None:
-        """Forget entries and bump their write versions (every write calls this)."""
+        """Forget entries and change their write versions (every write calls this).
+
+        Returns once Redis has done it. Drops asked for by other threads while one is on its way
+        go together in the next round trip (``_DropGroups``).
+        """
         for key in keys:
             self._memory.drop(key)
+        if keys:
+            self._drops.run(keys, self._bump)
+        CACHE_OPERATIONS.labels(operation="delete", result="ok").inc()
+
+    def _bump(self, keys: list[str]) -> None:
+        """Change the keys' versions, then delete their entries: one round trip, no transaction.
+
+        The version changes before the entry goes, so a fill that checks the version in between
+        is refused, and a fill that ran before is deleted with the entry.
+        """
 
         def bump(client: redis.Redis) -> None:
-            with client.pipeline(transaction=True) as pipe:
+            with client.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.delete(self._entry(key))
-                    pipe.incr(self._version(key))
-                    pipe.expire(self._version(key), VERSION_TTL_S)
+                    pipe.set(self._version(key), _new_version(), ex=VERSION_TTL_S)
+                pipe.delete(*(self._entry(key) for key in keys))
                 pipe.execute()
 
         self._ask_redis("delete", bump)
-        CACHE_OPERATIONS.labels(operation="delete", result="ok").inc()
 
     @property
     def degraded(self) -> bool:
@@ -125,10 +139,71 @@ class Cache:
 _UNREACHABLE = object()
 
 
+def _new_version() -> int:
+    # Random rather than counted: one SET with its expiry instead of INCR and EXPIRE. An
+    # integer, so that a process still counting (INCR) during a rolling upgrade can go on.
+    return random.getrandbits(62)
+
+
 def _as_bytes(entry: Mapping[str, bytes | str]) -> dict[bytes, bytes]:
     return {
         k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in entry.items()
     }
+
+
+class _DropGroups:
+    """Send drops that are asked for at the same time to Redis together, like a group commit.
+
+    Every write drops a key from a store thread and waits for Redis, and with dozens of rounds
+    in flight dozens of threads did so at once, each paying a round trip. Here the first thread
+    to ask sends its keys at once; threads that ask while a send is on its way join one group,
+    whose first member sends the whole group as soon as the send before it is back. Each caller
+    returns once its own keys were sent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._sending = False
+        self._open: _DropGroup | None = None
+
+    def run(self, keys: tuple[str, ...], send) -> None:
+        """Have ``send`` called with ``keys`` (and others'); return when it has been."""
+        with self._lock:
+            group = self._open
+            if group is None:
+                group = self._open = _DropGroup()
+            group.keys += keys
+            leader = not group.led
+            group.led = True
+            if leader:
+                while self._sending:
+                    self._idle.wait()
+                self._sending = True
+                self._open = None  # later callers start the next group
+        if not leader:
+            group.sent.wait()
+            if group.error is not None:
+                raise group.error
+            return
+        try:
+            send(group.keys)
+        except BaseException as error:
+            group.error = error
+            raise
+        finally:
+            with self._lock:
+                self._sending = False
+                self._idle.notify()
+            group.sent.set()
+
+
+class _DropGroup:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.led = False  # the first thread to join sends the group
+        self.sent = threading.Event()
+        self.error: BaseException | None = None
 
 
 class _MemoryCache:
