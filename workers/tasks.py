@@ -11,8 +11,8 @@ import time
 
 from kombu.exceptions import OperationalError as BrokerError
 
-from shared import records, webhooks
-from shared.council.metrics import count_round
+from shared import webhooks
+from shared.council.metrics import count_round, final_status
 from shared.council.run import execute_round
 from shared.council.sweep import purge_expired, sweep_stale_rounds
 from shared.logs import log_ids
@@ -39,8 +39,10 @@ def run_round(session_id: str, round_no: int) -> str:
     runtime = current_runtime()
     started = time.monotonic()
     outcome = runtime.run(execute_round(runtime.council, session_id, round_no))
-    count_round(runtime.store, session_id, round_no, outcome, time.monotonic() - started)
-    announce_end(session_id, round_no, outcome)
+    if final_status(outcome) is not None:  # one read of the ended session serves both
+        session = runtime.store.get_session(session_id) or {}
+        count_round(session, outcome, time.monotonic() - started)
+        announce_end(session_id, round_no, outcome, session)
     return outcome
 
 
@@ -69,19 +71,18 @@ def sweep() -> int:
     )
 
 
-def announce_end(session_id: str, round_no: int, outcome: str) -> None:
+def announce_end(session_id: str, round_no: int, outcome: str, session: dict) -> None:
     """Once a round ended here, enqueue its webhook (when the session has a callback URL).
 
-    A round failed by its claim (attempts ran out) had no engine to say so: say it here.
+    ``session`` is the session as stored after the round ended. A round failed by its claim
+    (attempts ran out) had no engine to say so: say it here.
     """
-    status = records.FAILED if outcome == EXHAUSTED else outcome  # the claim marked it failed
-    if status not in records.TERMINAL:
+    status = final_status(outcome)
+    if status is None:
         return
-    runtime = current_runtime()
     if outcome == EXHAUSTED:
-        runtime.events(session_id, round_no, "finished", {"status": status})
-    session = runtime.store.get_session(session_id)
-    if not (session and session.get("callback_url")):
+        current_runtime().events(session_id, round_no, "finished", {"status": status})
+    if not session.get("callback_url"):
         return
     try:
         app.send_task(DELIVER_WEBHOOK, args=[session_id, round_no], queue=WEBHOOKS_QUEUE,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from shared import records
 from shared.metrics import COUNCIL_ROUND_DURATION, COUNCIL_ROUNDS, COUNCIL_STAGE_DURATION
-from shared.store.base import EXHAUSTED, Store
+from shared.store.base import EXHAUSTED
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +45,25 @@ class StageTimer:
             COUNCIL_STAGE_DURATION.labels(stage=opened[0]).observe(time.monotonic() - opened[1])
 
 
-def count_round(
-    store: Store, session_id: str, round_no: int, outcome: str, elapsed_s: float
-) -> None:
-    """Count a round that ended in this worker (``outcome`` from ``execute_round``).
+def final_status(outcome: str) -> str | None:
+    """Return the terminal status a round reached in this worker (``None``: it ended nothing).
 
-    A round whose attempts ran out was marked failed by its claim: it is counted, not timed.
-    Outcomes that end nothing (not claimed, lease lost) are not counted.
+    ``outcome`` comes from ``execute_round``; a round whose attempts ran out was marked failed
+    by its claim.
     """
     status = records.FAILED if outcome == EXHAUSTED else outcome
-    if status not in records.TERMINAL:
+    return status if status in records.TERMINAL else None
+
+
+def count_round(session: dict, outcome: str, elapsed_s: float) -> None:
+    """Count a round that ended in this worker, given its session as stored after the end.
+
+    A round whose attempts ran out is counted, not timed. Outcomes that end nothing (not
+    claimed, lease lost) are not counted.
+    """
+    status = final_status(outcome)
+    if status is None:
         return
-    session = store.get_session(session_id) or {}
     COUNCIL_ROUNDS.labels(mode=session.get("mode", records.COUNCIL), status=status).inc()
     if outcome != EXHAUSTED:
         COUNCIL_ROUND_DURATION.observe(elapsed_s)
