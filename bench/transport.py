@@ -8,7 +8,9 @@ sends chat completions to the simulator (started here, ``--latency-ms``) from th
 - ``httpx-httpcore``: ``httpx.AsyncClient`` on its own transport, one pool of that many
   connections (keep-alive sized to the pool);
 - ``httpx-aiohttp``: ``httpx.AsyncClient`` on ``shared.provider.transport.AiohttpTransport``,
-  what ``build_http_client`` builds;
+  calling ``post(url, json=...)``;
+- ``provider-client``: ``shared.provider.client.ProviderClient`` on what ``build_http_client``
+  builds, as the worker calls it (a request built once per call, no cookie jar);
 - ``aiohttp``: ``aiohttp.ClientSession`` alone, the floor for a Python client.
 """
 
@@ -25,7 +27,10 @@ import aiohttp
 import httpx
 
 from bench.store import _start_simulator
+from shared.provider.client import ProviderClient, build_http_client
 from shared.provider.transport import AiohttpTransport
+from shared.roster import Model
+from shared.settings import Settings
 
 WARMUP_CALLS = 100
 BODY = {"model": "sim/alpha", "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
@@ -68,9 +73,23 @@ async def _aiohttp(url: str, calls: int, concurrency: int) -> dict:
         return await _measure(call, calls, concurrency)
 
 
+async def _provider_client(base_url: str, calls: int, concurrency: int) -> dict:
+    settings = Settings(provider_max_connections=concurrency, provider_timeout_s=30.0)
+    async with build_http_client(settings) as http:
+        client = ProviderClient(http, base_url, None, settings.provider_timeout_s)
+        model = Model(id=BODY["model"], name="alpha")
+
+        async def call() -> None:
+            await client.complete(model, BODY["messages"])
+
+        return await _measure(call, calls, concurrency)
+
+
 async def _client(name: str, url: str, calls: int, concurrency: int) -> dict:
     if name == "aiohttp":
         return await _aiohttp(url, calls, concurrency)
+    if name == "provider-client":
+        return await _provider_client(url.removesuffix("/chat/completions"), calls, concurrency)
     if name == "httpx-aiohttp":
         return await _httpx(url, AiohttpTransport(concurrency), calls, concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -88,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"{base_url}/chat/completions"
     try:
         for concurrency in args.concurrency:
-            for name in ("httpx-httpcore", "httpx-aiohttp", "aiohttp"):
+            for name in ("httpx-httpcore", "httpx-aiohttp", "provider-client", "aiohttp"):
                 figures = asyncio.run(_client(name, url, args.calls, concurrency))
                 print(json.dumps({"bench": "transport", "client": name,
                                   "concurrency": concurrency, "calls": args.calls,
