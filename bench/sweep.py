@@ -29,10 +29,12 @@ SWEEPS: dict[str, list[list[str]]] = {
                                         "--worker-concurrency", "1"]),
         )
     ],
-    # The chosen model across concurrency, one worker process up to 500, then four. Polls are
-    # client load: the more rounds in flight, the sparser each client polls (a cap per second).
+    # The chosen model across concurrency, one worker process up to 500, then four. Clients
+    # long-poll each round; one that gets no wait slot polls again after --poll-ms, and polls
+    # are capped per second across clients.
     "concurrency": [
         ["--concurrency", "10", "--rounds", "200", "--label", "threads-10"],
+        ["--concurrency", "50", "--rounds", "400", "--label", "threads-50"],
         ["--concurrency", "100", "--rounds", "600", "--label", "threads-100"],
         ["--concurrency", "100", "--rounds", "600", "--jitter-ms", "100",
          "--label", "threads-100-jitter"],
