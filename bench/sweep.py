@@ -40,9 +40,11 @@ SWEEPS: dict[str, list[list[str]]] = {
          "--label", "threads-100-jitter"],
         ["--concurrency", "500", "--rounds", "1500", "--poll-ms", "200",
          "--max-polls-per-s", "200", "--label", "threads-500"],
+        # 2000 clients polling at intervals over 64 connections: 2000 long polls would need
+        # more connections than two gunicorn processes accept (worker_connections, 1000 each).
         ["--concurrency", "2000", "--workers", "4", "--worker-concurrency", "500",
          "--rounds", "2000", "--poll-ms", "500", "--max-polls-per-s", "200", "--ramp-s", "30",
-         "--label", "threads-4x500-2000"],
+         "--wait-s", "0", "--label", "threads-4x500-2000"],
     ],
     # Every round queued first, then the workers start: they hold all they are allowed at once.
     "preloaded": [
