@@ -1,13 +1,15 @@
 """What one worker process owns: an event loop, a pooled provider client and a store.
 
 Celery's thread pool hands each round to the process's single asyncio loop, so hundreds of rounds
-wait on providers at once while one ``httpx.AsyncClient`` keeps its connections warm. Everything
+wait on providers at once while one ``httpx.AsyncClient`` keeps its connections warm. Every store
+call runs on the loop's ``STORE_POOL_SIZE`` store threads, whichever thread makes it. Everything
 here is created lazily, in the process that uses it, after any fork.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -26,6 +28,7 @@ from shared.provider.client import build_http_client
 from shared.provider.resilient import build_provider
 from shared.redis_client import connect_redis
 from shared.settings import Settings, load_settings
+from shared.store.base import Store
 from shared.store.cached import open_cached_store
 from shared.webhooks import webhook_client
 
@@ -41,9 +44,11 @@ class WorkerRuntime:
         self.settings = settings
         _warn_if_pool_too_small(settings)
         self.redis = connect_redis(settings)
-        self.store = open_cached_store(settings, self.redis)
+        store = open_cached_store(settings, self.redis)
+        store_threads = ThreadPoolExecutor(settings.store_pool_size, "store")
+        self.store = StoreOnThreads(store, store_threads)  # for Celery's threads
         self.loop = asyncio.new_event_loop()
-        self.loop.set_default_executor(ThreadPoolExecutor(settings.store_pool_size, "store"))
+        self.loop.set_default_executor(store_threads)  # the rounds' ``asyncio.to_thread``
         self._thread = threading.Thread(target=self.loop.run_forever, name="council-loop")
         self._thread.daemon = True
         self._thread.start()
@@ -52,7 +57,7 @@ class WorkerRuntime:
         self.events = EventPublisher(open_event_log(settings))  # never blocks the loop
         self.webhook_http = webhook_client(settings)
         self.council = Council(
-            store=self.store,
+            store=store,  # already called on the store threads, through ``asyncio.to_thread``
             provider=self.provider,
             roster=settings.roster,
             lease_s=settings.round_lease_s,
@@ -79,6 +84,33 @@ class WorkerRuntime:
         self.events.close()
         self.webhook_http.close()
         self.store.close()
+
+
+class StoreOnThreads:
+    """Run each call of a store on the process's store threads and wait for its result.
+
+    The SQLite store gives every thread that calls it a connection of its own, and a connection
+    holds about 180 KiB once it has read a session. Celery's pool threads, one per round in
+    flight, read the session when a round ends: at 500 in flight that was 500 connections and
+    about 90 MiB of a worker's 250 MiB (bench/RESULTS.md, "Memory at 500 in flight"). Through
+    here they share the ``STORE_POOL_SIZE`` connections of the rounds' store calls, whatever
+    ``WORKER_CONCURRENCY`` is.
+    """
+
+    def __init__(self, store: Store, threads: ThreadPoolExecutor) -> None:
+        self._store = store
+        self._threads = threads
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            context = contextvars.copy_context()  # the caller's log ids
+            return self._threads.submit(context.run, attribute, *args, **kwargs).result()
+
+        return call
 
 
 async def _build_http_client(settings: Settings):

@@ -74,16 +74,15 @@ class SqliteStore(KeyRecords):
     def __init__(self, path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self._path = Path(path)
         self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
         self._opened: list[tuple[int, sqlite3.Connection]] = []
         self._opened_lock = threading.Lock()
-        self._idle: list[sqlite3.Connection] = []  # this process's connections not in use
-        self._idle_pid = os.getpid()
         # One writer per process at a time: SQLite serialises writers anyway, and its busy
         # handler polls with sleeps, so with dozens of threads per process contending a writer
         # could wait out ``busy_timeout`` ("database is locked"). Threads queue here instead.
         self._writer = threading.Lock()
-        with _translated_errors(), self._connection() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
+        with _translated_errors():
+            self._connection().execute("PRAGMA journal_mode = WAL")
         self._migrate()
 
     # Sessions.
@@ -347,36 +346,21 @@ class SqliteStore(KeyRecords):
         with self._opened_lock:
             mine = [conn for pid, conn in self._opened if pid == os.getpid()]
             self._opened = [(pid, conn) for pid, conn in self._opened if pid != os.getpid()]
-            self._idle = []
         for conn in mine:
             conn.close()
+        self._local = threading.local()
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """Lend a connection of this process for one statement group, then take it back.
-
-        Connections are shared by the threads in turn, the most recently used first, and one is
-        opened only when every other is lent out: a process holds as many as it has calls in
-        flight at once, not one per thread that ever called (a connection that has read a
-        session holds ~180 KiB, and an API process runs 256 threads).
-        """
-        with self._opened_lock:
-            if self._idle_pid != os.getpid():  # a forked child: the parent's are not ours
-                self._idle, self._idle_pid = [], os.getpid()
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            with self._opened_lock:
-                if self._idle_pid == os.getpid():
-                    self._idle.append(conn)
+    def _connection(self) -> sqlite3.Connection:
+        """Return this thread's connection, opening one after a fork or on first use."""
+        if getattr(self._local, "pid", None) != os.getpid():
+            self._local.connection = self._connect()
+            self._local.pid = os.getpid()
+        return self._local.connection
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._path, timeout=self._busy_timeout_s, isolation_level=None,
-            check_same_thread=False,  # lent to one thread at a time, whichever asks
+            check_same_thread=False,  # only so close() may close it; each thread uses its own
         )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
@@ -390,14 +374,16 @@ class SqliteStore(KeyRecords):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """Hold the write lock around statements that must apply together."""
-        with self._writer, _translated_errors(), self._connection() as conn:
+        with self._writer, _translated_errors():
+            conn = self._connection()
             with _transaction(conn, "BEGIN IMMEDIATE"):
                 yield conn
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """Read from one snapshot; WAL lets this run while a writer works."""
-        with _translated_errors(), self._connection() as conn:
+        with _translated_errors():
+            conn = self._connection()
             with _transaction(conn, "BEGIN"):
                 yield conn
 

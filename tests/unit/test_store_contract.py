@@ -277,8 +277,7 @@ def test_list_pages_neither_skip_nor_repeat(store):
 def test_list_reads_a_page_in_three_queries(tmp_path):
     store = SqliteStore(tmp_path / "council.sqlite3")
     statements: list[str] = []
-    with store._connection() as conn:  # lent back at once: one thread reuses it throughout
-        conn.set_trace_callback(statements.append)
+    store._connection().set_trace_callback(statements.append)
     try:
         for count in (1, 12):
             for _ in range(count):
