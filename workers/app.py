@@ -6,8 +6,12 @@ environment and opens no connection.
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
 
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from shared.heap import tune_collector
 from shared.logs import configure_logging
 from shared.queue import celery_config
 from shared.settings import load_settings
@@ -24,3 +28,11 @@ class CouncilCelery(Celery):
 
 
 app = CouncilCelery("llm_council", include=["workers.tasks"])
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+@worker_process_init.connect  # a prefork child, which runs the tasks
+def _tune_collector(**_: object) -> None:
+    log.info("collector tuned", extra={"exempt_objects": tune_collector()})

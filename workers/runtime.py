@@ -23,6 +23,7 @@ from shared.council.metrics import StageTimer, all_of
 from shared.council.policy import RoundPolicy
 from shared.council.run import Council
 from shared.events import EventPublisher, open_event_log
+from shared.heap import tune_collector
 from shared.logs import carrying_log_ids, log_ids
 from shared.provider.client import build_http_client
 from shared.provider.resilient import build_provider
@@ -146,6 +147,7 @@ def current_runtime() -> WorkerRuntime:
         if _runtime is None or _runtime_pid != os.getpid():
             _runtime = WorkerRuntime(load_settings())
             _runtime_pid = os.getpid()
+            tune_collector()  # the runtime lives as long as the process
         return _runtime
 
 
