@@ -6,6 +6,9 @@ unset, a private temporary folder, exported to the workers and removed at exit; 
 that exits is marked dead. The master imports no metrics itself: prometheus_client decides at
 import whether it runs in multiprocess mode, so it must first be imported after the folder is
 exported, in the workers.
+
+Each worker, once it has loaded the app, opens its connections before it takes a request and
+then tunes the garbage collector for a long-lived process (``shared.heap``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ def on_starting(server) -> None:
 
     reset_folder(folder)
     server.log.info("metrics folder ready: %s", folder)
+
+
+def post_worker_init(worker) -> None:
+    """Warm the new worker's connections, then keep the collector off what it holds for good."""
+    from api.resources import warm
+    from shared.heap import tune_collector
+
+    warm(worker.wsgi)
+    frozen = tune_collector()
+    worker.log.info("worker warmed; %d long-lived objects exempt from collection", frozen)
 
 
 def child_exit(server, worker) -> None:

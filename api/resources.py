@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import redis
@@ -13,13 +14,15 @@ from shared import keys
 from shared.cache import Cache
 from shared.events import EventLog, open_event_log
 from shared.logs import log_ids
-from shared.queue import RUN_ROUND, make_celery, message_headers
+from shared.queue import QUEUES, RUN_ROUND, make_celery, message_headers, queue_depths
 from shared.redis_client import connect_redis
 from shared.settings import Settings
 from shared.store import Store
 from shared.store.cached import CacheDroppingStore, open_cached_store
 
 EXTENSION = "llm_council"
+
+log = logging.getLogger(__name__)
 
 
 class Resources:
@@ -81,6 +84,31 @@ class Resources:
             self._redis = connect_redis(self.settings)
         return self._redis
 
+    def warm(self) -> dict[str, str]:
+        """Open the connections and run the lazy imports that the first requests would.
+
+        A process that starts cold makes its first requests pay for them (~40 ms of CPU each,
+        and the concurrent ones wait on import locks): bench/RESULTS.md measured 200-330 ms
+        submits in a new API process. Return what could not be warmed, by name; nothing is
+        raised, since a request that needs it will report the failure itself.
+        """
+        steps = {
+            "store": lambda: self.store.ping(),
+            "redis": lambda: self.redis.ping(),
+            "limits": lambda: self.limits,
+            "broker": lambda: queue_depths(self.celery, QUEUES),
+            "celery": lambda: self.celery.backend,  # send_task resolves it
+        }
+        failed = {}
+        for name, step in steps.items():
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - warming is best effort, see above
+                failed[name] = f"{type(error).__name__}: {error}"
+        if failed:
+            log.warning("some resources could not be warmed", extra={"failed": failed})
+        return failed
+
     def close(self) -> None:
         if self._round_endings is not None:
             self._round_endings.stop()
@@ -95,6 +123,12 @@ class Resources:
 def init_app(app: Flask, settings: Settings) -> None:
     """Attach a fresh set of resources to the app."""
     app.extensions[EXTENSION] = Resources(settings)
+
+
+def warm(app: Flask) -> dict[str, str]:
+    """Warm a new process's resources before it serves (see ``Resources.warm``)."""
+    with app.app_context():
+        return resources().warm()
 
 
 def resources() -> Resources:
