@@ -31,6 +31,7 @@ from tests.support.processes import free_port as _free_port
 from tests.support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
+GC_PROBE = ROOT / "bench" / "gcprobe"
 MEMBERS = ("sim/alpha", "sim/beta", "sim/gamma", "sim/delta")
 CHAIRMAN = "sim/chair"
 START_TIMEOUT_S = 60.0
@@ -142,7 +143,8 @@ class System:
         )
         return {
             **os.environ,
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": f"{GC_PROBE}{os.pathsep}{ROOT}",
+            "BENCH_GC_DIR": str(self.gc_dir),
             "ENVIRONMENT": "development",
             "DATA_DIR": str(self.workdir / "data"),
             "REDIS_URL": self.redis_url,
@@ -220,7 +222,9 @@ class System:
         options = self.options
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
                 "--workers", str(options.api_workers), "--worker-class", "gthread",
-                "--threads", str(options.api_threads), "api:create_app()"]
+                "--threads", str(options.api_threads),
+                "--config", "python:api.gunicorn_conf",  # as the Procfile: its hooks too
+                "api:create_app()"]
         api = self._spawn("api", "api", argv, env)
         self.api_url = f"http://127.0.0.1:{port}"
 
@@ -246,6 +250,21 @@ class System:
         """Return the root pids of the live services of a role."""
         return [s.process.pid for s in self.services if s.role == role
                 and s.process.poll() is None]
+
+    @property
+    def gc_dir(self) -> Path:
+        """Return the folder the services time their garbage collections in (``bench/gcprobe``)."""
+        folder = self.workdir / "gc"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def gc_s_by_role(self) -> dict[str, float]:
+        """Return the seconds each service role has spent collecting garbage so far."""
+        spent = {}
+        for role in ("api", "worker", "beat"):
+            pids = [pid for root in self.pids(role) for pid in procstat.descendants(root)]
+            spent[role] = sum(_gc_seconds(self.gc_dir / str(pid)) for pid in pids)
+        return spent
 
     def cpu_s_by_role(self) -> dict[str, float]:
         """Return the CPU seconds each role has used so far (services, then the simulator)."""
@@ -297,6 +316,13 @@ class System:
         self.services.clear()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _gc_seconds(log: Path) -> float:
+    try:
+        return sum(float(line.split()[1]) for line in log.read_text().splitlines())
+    except (OSError, IndexError, ValueError):  # none yet, or a line being written
+        return 0.0
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         stacks = Counter()
         for out in outputs:
             stacks.update(_read_raw(out))
+    _keep(stacks, args.raw)
     print(json.dumps(summarise(stacks, args.top) | {"role": args.role, "pool": args.pool,
                                                     "concurrency": args.concurrency}))
     return 0
@@ -122,6 +123,7 @@ def in_process(args: argparse.Namespace) -> dict:
                 run(args.concurrency)
         runtime.close()
         stacks = _read_raw(system.workdir / "profile.txt")
+    _keep(stacks, args.raw)
     per_round = 1000 / max(1, args.rounds)
     return summarise(stacks, args.top) | {
         "in_process": True, "concurrency": args.concurrency, "rounds": args.rounds,
@@ -155,6 +157,12 @@ def _record(pid: int, args: argparse.Namespace, out: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _keep(stacks: Counter, path: str | None) -> None:
+    """Write the folded stacks where asked, for a flame graph or a closer look."""
+    if path:
+        Path(path).write_text("".join(f"{stack} {count}\n" for stack, count in stacks.items()))
+
+
 def _read_raw(path: Path) -> Counter:
     stacks: Counter = Counter()
     if path.exists():
@@ -166,19 +174,22 @@ def _read_raw(path: Path) -> Counter:
 
 
 def summarise(stacks: Counter, top: int) -> dict:
-    """Return the top functions by inclusive share and every group's self share, in %."""
+    """Return the top functions by inclusive and by self share, and every group's self share."""
     total = sum(stacks.values()) or 1
     inclusive: Counter = Counter()
     groups: Counter = Counter()
+    own: Counter = Counter()
     for stack, count in stacks.items():
         frames = stack.split(";")
         for frame in set(frames):
             inclusive[frame] += count
         groups[_group(frames[-1])] += count
+        own[frames[-1]] += count
     return {
         "samples": total,
         "self_by_group_pct": {g: round(100 * n / total, 1) for g, n in groups.most_common()},
         "inclusive_pct": {f: round(100 * n / total, 1) for f, n in inclusive.most_common(top)},
+        "self_pct": {f: round(100 * n / total, 1) for f, n in own.most_common(top)},
     }
 
 
@@ -202,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--raw", metavar="PATH", help="also write the folded stacks here")
     parser.add_argument("--in-process", action="store_true",
                         help="run the rounds in this process, without Celery (see above)")
     return parser

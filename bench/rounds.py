@@ -74,7 +74,7 @@ def measure(
                       first_poll_s=plan.first_poll_s)
     asyncio.run(closed_loop(system.api_url, warmup))
     system.reset_simulator()
-    commands_before = system.redis_commands()
+    commands_before, gc_before = system.redis_commands(), system.gc_s_by_role()
     cpu_before, machine_before, own_before = (
         system.cpu_s_by_role(), procstat.machine_busy_s(), procstat.process_cpu_s(os.getpid())
     )
@@ -84,7 +84,7 @@ def measure(
         system.cpu_s_by_role(), procstat.machine_busy_s(), procstat.process_cpu_s(os.getpid())
     )
     sim = system.sim_stats()
-    commands = system.redis_commands()
+    commands, gc_after = system.redis_commands(), system.gc_s_by_role()
     cpu_ms = {role: 1000 * (cpu_after[role] - cpu_before[role]) for role in cpu_before}
     simulator_ms = cpu_ms.pop("simulator")
     rounds = max(1, report.ok)
@@ -111,6 +111,8 @@ def measure(
         "floor_ms": options.floor_ms,
         "cpu_ms_per_round": round(sum(cpu_ms.values()) / rounds, 2),
         "cpu_ms_per_round_by_role": {role: round(ms / rounds, 2) for role, ms in cpu_ms.items()},
+        "gc_ms_per_round_by_role": {role: round(1000 * (gc_after[role] - gc_before[role]) / rounds,
+                                                2) for role in gc_before},
         "outside_cpu_ms_per_round": {
             "simulator": round(simulator_ms / rounds, 2),
             "load_generator": round(1000 * (own_after - own_before) / rounds, 2),
