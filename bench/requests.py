@@ -4,7 +4,9 @@
 
 starts the system without workers (``--workers 0``, the default: the API alone is measured, and
 submitted rounds simply stay queued), then sends requests at ``--rate`` per second whatever
-their latency (an open loop), in three phases of ``--seconds`` each:
+their latency (an open loop), in three phases of ``--seconds`` each, after ``--warmup-s`` of
+submits at that rate (reported as ``warmup``: a new gunicorn thread's first requests cost more,
+and a phase that starts cold counts them in its p99):
 
 - ``submit``: every request submits a question;
 - ``poll``: every request reads one of ``--hot`` sessions submitted before; each was read once
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"bench": "requests", "rate": args.rate, "seconds": args.seconds,
                   "api_workers": args.api_workers, "api_threads": args.api_threads,
                   "worker_processes": args.workers,
-                  **run_phases(system, args.rate, args.seconds, args.hot)}
+                  "warmup_s": args.warmup_s,
+                  **run_phases(system, args.rate, args.seconds, args.hot, args.warmup_s)}
     arguments = sys.argv[1:] if argv is None else argv
     result["command"] = " ".join([".venv/bin/python -m bench.requests", *arguments])
     result["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -46,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_phases(system: System, rate: float, seconds: float, hot: int) -> dict:
-    """Run the submit, poll and mixed phases; return each one's figures."""
+def run_phases(
+    system: System, rate: float, seconds: float, hot: int, warmup_s: float = 0.0
+) -> dict:
+    """Run the warm-up, submit, poll and mixed phases; return each one's figures."""
     url = system.api_url
     warm = asyncio.run(paced(url, 50, hot / 50, lambda n: Request(submit=True)))
     ids = warm.ids[:hot]
@@ -60,9 +65,13 @@ def run_phases(system: System, rate: float, seconds: float, hot: int) -> dict:
         return Request(True) if n % MIXED_SUBMIT_EVERY == 0 else poll(n)
 
     phases = {}
-    for name, choose in (("submit", lambda n: Request(True)), ("poll", poll), ("mixed", mixed)):
+    plan = [("submit", seconds, lambda n: Request(True)), ("poll", seconds, poll),
+            ("mixed", seconds, mixed)]
+    if warmup_s:
+        plan.insert(0, ("warmup", warmup_s, lambda n: Request(True)))
+    for name, length_s, choose in plan:
         before = system.cpu_s_by_role()
-        report = asyncio.run(paced(url, rate, seconds, choose))
+        report = asyncio.run(paced(url, rate, length_s, choose))
         after = system.cpu_s_by_role()
         phases[name] = _figures(report, before, after)
     return phases
@@ -90,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--warmup-s", type=float, default=2.0,
+                        help="submits at --rate before the phases (0: none)")
     parser.add_argument("--hot", type=int, default=50, help="sessions the poll phase reads")
     parser.add_argument("--workers", type=int, default=0, help="worker processes to start too")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn workers")
