@@ -42,6 +42,7 @@ VISIBILITY_MARGIN_S = 300
 BROKER_SPARE_CONNECTIONS = 10
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+REDIS_TRANSPORT = "shared.redis_broker:Transport"
 
 # Headers a task message carries besides its arguments: when it was sent (the queue's oldest
 # message tells how long work waits) and the id of the request that caused it (for the logs).
@@ -67,6 +68,14 @@ def message_headers(request_id: str | None = None) -> dict:
 def is_amqp(broker_url: str) -> bool:
     """Tell whether ``broker_url`` names an AMQP broker (RabbitMQ) rather than Redis."""
     return broker_url.partition("://")[0].lower() in AMQP_SCHEMES
+
+
+def broker_transport(broker_url: str) -> str | None:
+    """Return the Kombu transport for ``broker_url``: ours for plain ``redis://``, else the URL's.
+
+    ``rediss://``, Sentinel and the embedded socket keep Kombu's own (``shared.redis_broker``).
+    """
+    return REDIS_TRANSPORT if broker_url.partition("://")[0].lower() == "redis" else None
 
 
 def broker_transport_options(settings: Settings) -> dict:
@@ -95,6 +104,7 @@ def celery_config(settings: Settings) -> dict:
     transport = broker_transport_options(settings)
     return {
         "broker_url": settings.effective_broker_url,
+        "broker_transport": broker_transport(settings.effective_broker_url),
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,

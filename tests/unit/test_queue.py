@@ -11,9 +11,11 @@ from shared.queue import (
     INTERACTIVE_QUEUE,
     PRIORITIES,
     QUEUES,
+    REDIS_TRANSPORT,
     RUN_ROUND,
     SWEEP,
     WEBHOOKS_QUEUE,
+    broker_transport,
     celery_config,
     is_amqp,
     make_celery,
@@ -77,6 +79,32 @@ def test_every_route_and_the_default_name_a_declared_queue():
 )
 def test_the_broker_kind_follows_the_url_scheme(url, amqp):
     assert is_amqp(url) is amqp
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/0", REDIS_TRANSPORT),
+        ("REDIS://127.0.0.1:6379/0", REDIS_TRANSPORT),
+        ("rediss://cache.example:6380/0", None),
+        ("redis+socket:///tmp/redis.sock", None),
+        ("sentinel://127.0.0.1:26379", None),
+        ("amqp://guest:guest@127.0.0.1:5672//", None),
+    ],
+)
+def test_plain_redis_brokers_get_the_transport_that_keeps_its_client(url, transport):
+    assert broker_transport(url) == transport
+
+
+def test_celery_connects_to_a_redis_broker_through_that_transport():
+    from shared.redis_broker import Transport
+
+    redis_app = make_celery(load_settings(REDIS))
+    rabbit_app = make_celery(load_settings(RABBITMQ))
+    with redis_app.connection_for_write() as redis_conn, \
+            rabbit_app.connection_for_write() as rabbit_conn:
+        assert isinstance(redis_conn.transport, Transport)  # made, not connected
+        assert not isinstance(rabbit_conn.transport, Transport)
 
 
 def test_redis_redelivers_only_after_a_visibility_timeout_longer_than_a_round():
