@@ -24,7 +24,7 @@ from flask import g
 from api.errors import ApiError
 from api.limits import REDIS_ANSWERED
 from api.resources import Resources, resources
-from shared.queue import queue_depths, queue_for
+from shared.queue import queue_for
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ RETRY_AFTER_S = 5
 _lock = threading.Lock()
 _depths: weakref.WeakKeyDictionary[Resources, dict[str, tuple[float, int | None]]] = (
     weakref.WeakKeyDictionary()  # per process's resources: queue -> (when measured, depth)
+)
+_refreshing: weakref.WeakKeyDictionary[Resources, set[str]] = (
+    weakref.WeakKeyDictionary()  # per process's resources: queues being measured now
 )
 _seen: weakref.WeakKeyDictionary[Resources, tuple[float, str | None]] = (
     weakref.WeakKeyDictionary()  # per process's resources: (when asked, the error or None)
@@ -67,17 +70,27 @@ def _refuse_when_full(current: Resources, queue: str) -> None:
 
 
 def _queue_depth(current: Resources, queue: str) -> int | None:
-    """Return how many rounds wait in ``queue``, measured at most once a ``CHECK_EVERY_S``."""
+    """Return how many rounds wait in ``queue``, measured at most once a ``CHECK_EVERY_S``.
+
+    One request measures; the others use the last figure meanwhile rather than queue behind it
+    (they all did, about once a second, for the length of a broker round trip).
+    """
     now = time.monotonic()
     with _lock:
         measured = _depths.setdefault(current, {}).get(queue)
-        if measured is not None and now - measured[0] < CHECK_EVERY_S:
+        refreshing = _refreshing.setdefault(current, set())
+        if measured is not None and (now - measured[0] < CHECK_EVERY_S or queue in refreshing):
             return measured[1]
-        try:
-            depth = queue_depths(current.celery, [queue])[queue]
-        except Exception as error:  # noqa: BLE001 - an unknown depth admits the work
-            log.warning("queue depth unknown", extra={"queue": queue, "error": str(error)})
-            depth = None
+        refreshing.add(queue)
+    try:
+        depth = current.queue_gauge.depth(queue)
+    except Exception as error:  # noqa: BLE001 - an unknown depth admits the work
+        log.warning("queue depth unknown", extra={"queue": queue, "error": str(error)})
+        depth = None
+    finally:
+        with _lock:
+            refreshing.discard(queue)
+    with _lock:
         _depths[current][queue] = (time.monotonic(), depth)
     return depth
 

@@ -14,7 +14,13 @@ from shared import keys
 from shared.cache import Cache
 from shared.events import EventLog, open_event_log
 from shared.logs import log_ids
-from shared.queue import QUEUES, RUN_ROUND, make_celery, message_headers, queue_depths
+from shared.queue import (
+    INTERACTIVE_QUEUE,
+    RUN_ROUND,
+    QueueGauge,
+    make_celery,
+    message_headers,
+)
 from shared.redis_client import connect_redis
 from shared.settings import Settings
 from shared.store import Store
@@ -33,6 +39,7 @@ class Resources:
         self.pid = os.getpid()
         self._store: CacheDroppingStore | None = None
         self._celery: Celery | None = None
+        self._queue_gauge: QueueGauge | None = None
         self._redis: redis.Redis | None = None
         self._limits = None
         self._events: EventLog | None = None
@@ -63,6 +70,13 @@ class Resources:
         if self._celery is None:
             self._celery = make_celery(self.settings)
         return self._celery
+
+    @property
+    def queue_gauge(self) -> QueueGauge:
+        """Return the reader of queue depths (its channel stays open between reads)."""
+        if self._queue_gauge is None:
+            self._queue_gauge = QueueGauge(self.celery)
+        return self._queue_gauge
 
     @property
     def events(self) -> EventLog:
@@ -96,7 +110,7 @@ class Resources:
             "store": lambda: self.store.ping(),
             "redis": lambda: self.redis.ping(),
             "limits": lambda: self.limits,
-            "broker": lambda: queue_depths(self.celery, QUEUES),
+            "broker": lambda: self.queue_gauge.depth(INTERACTIVE_QUEUE),
             "celery": lambda: self.celery.backend,  # send_task resolves it
         }
         failed = {}
@@ -112,6 +126,8 @@ class Resources:
     def close(self) -> None:
         if self._round_endings is not None:
             self._round_endings.stop()
+        if self._queue_gauge is not None:
+            self._queue_gauge.close()
         if self._store is not None:
             self._store.close()
         if self._redis is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared import records
-from shared.queue import RUN_ROUND, make_celery, queue_depths, queue_for
+from shared.queue import RUN_ROUND, QueueGauge, make_celery, queue_depths, queue_for
 from shared.store import open_store
 from tests.conftest import MEMBERS
 from tests.integration.test_round_trip import poll_until_terminal
@@ -70,6 +70,21 @@ def test_queue_depths_count_what_waits_in_each_queue(settings):
         celery.send_task(RUN_ROUND, args=["no-such-session", 1], queue=queue_for("batch"))
     celery.send_task(RUN_ROUND, args=["no-such-session", 1])
     assert queue_depths(celery) == {"interactive": 1, "batch": 3, "webhooks": 0}
+
+
+def test_a_queue_gauge_reads_the_same_depths_over_its_kept_channel(settings):
+    celery = make_celery(settings)
+    gauge = QueueGauge(celery)
+    try:
+        assert gauge.depth("batch") == 0  # never declared
+        for expected in (1, 2, 3):
+            celery.send_task(RUN_ROUND, args=["no-such-session", 1], queue=queue_for("batch"))
+            assert gauge.depth("batch") == expected
+        assert gauge.depth("interactive") == 0
+        gauge.close()
+        assert gauge.depth("batch") == 3 == queue_depths(celery, ["batch"])["batch"]
+    finally:
+        gauge.close()
 
 
 def test_a_batch_submission_runs_in_the_batch_pool_while_the_interactive_pool_idles(
