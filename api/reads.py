@@ -1,8 +1,10 @@
 """Reading one session: ownership, the shared cache, and the ETag that makes polling cheap.
 
-A session read is rendered once and cached as bytes in Redis (``CACHE_TTL_SESSIONS``) with its
-ETag and owner; every write to the session, from the API or a worker, drops the entry. A caller
-that may not see a session gets the same 404 as for one that does not exist.
+A finished session's read is rendered once and cached as bytes in Redis (``CACHE_TTL_SESSIONS``)
+with its ETag and owner; every write that can change a finished session drops the entry
+(``shared.store.cached``). A session whose round is queued or running is rendered on every read:
+it changes with each call the round makes. A caller that may not see a session gets the same 404
+as for one that does not exist.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def visible_session(session_id: str, caller: Caller) -> dict:
 
 
 def rendered_session(session_id: str, caller: Caller) -> RenderedSession:
-    """Return the session's view from the cache, or render, cache and return it."""
+    """Return the session's view from the cache, or render it (and cache it when finished)."""
     cache = get_cache()
     entry, token = cache.read(session_key(session_id))
     if entry is not None:
@@ -50,8 +52,9 @@ def rendered_session(session_id: str, caller: Caller) -> RenderedSession:
         if session is None:
             raise not_found()
         rendered = render(session)
-        cache.fill(session_key(session_id), _to_entry(rendered),
-                   get_settings().cache_ttl_sessions_s, token)
+        if not rendered.unfinished:
+            cache.fill(session_key(session_id), _to_entry(rendered),
+                       get_settings().cache_ttl_sessions_s, token)
     if not caller.may_see({"owner": rendered.owner}):
         raise not_found()
     return rendered

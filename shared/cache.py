@@ -1,11 +1,11 @@
 """A read cache in Redis that degrades to per-process memory when Redis is unreachable.
 
-Entries are small hashes of byte strings (a rendered body and what is needed to serve it). Every
-write to a session, from the API or a worker, deletes that session's entry (see
-``shared.store.cached``), so a cached read is never older than the last write. When Redis cannot
-be reached the cache keeps entries in this process only, for at most ``FALLBACK_TTL_S``: another
-process's write cannot reach that memory, so the fallback trades a few seconds of staleness for
-availability.
+Entries are small hashes of byte strings (a rendered body and what is needed to serve it).
+Every write that can change a cached session, from the API or a worker, deletes that session's
+entry (see ``shared.store.cached``), so a cached read is never older than the last write. When
+Redis cannot be reached the cache keeps entries in this process only, for at most
+``FALLBACK_TTL_S``: another process's write cannot reach that memory, so the fallback trades a
+few seconds of staleness for availability.
 """
 
 from __future__ import annotations

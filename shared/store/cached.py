@@ -1,7 +1,14 @@
-"""A store that drops a session's cached reads whenever it writes that session.
+"""A store that drops a session's cached read whenever a write could make it stale.
 
 The API and the workers both open their store through this wrapper, so there is exactly one
 place where a write invalidates the cache, whichever process makes it.
+
+Only finished sessions are cached (``api.reads``): while a round is queued or running its
+session changes every few hundred milliseconds, and the writes that carry a round to its end
+(``ROUND_WRITES``) apply only to a round that is not finished yet. So those find nothing cached
+and drop nothing: a round costs no cache round trips. Every other write may change a finished
+session and drops its entry. A session becomes unfinished again only by a write that drops
+(``append_round``), and a fill read before that drop is refused (``shared.cache``).
 """
 
 from __future__ import annotations
@@ -15,11 +22,15 @@ from shared.settings import Settings
 from shared.store import open_store
 from shared.store.base import SessionQuery, Store
 
-# Methods whose first argument is the id of the session they change.
+# Methods whose first argument is the id of the session they change; those that change only a
+# round that is not finished, and so only a session that is not cached, drop nothing.
 SESSION_WRITES = frozenset({
-    "append_round", "claim_round", "renew_lease", "save_answer", "save_ballot",
-    "save_synthesis", "finish_round", "request_cancel", "update_session", "delete_session",
-    "set_share_token", "record_delivery", "touch_queued",
+    "append_round", "request_cancel", "update_session", "delete_session", "set_share_token",
+    "record_delivery",
+})
+ROUND_WRITES = frozenset({
+    "claim_round", "renew_lease", "save_answer", "save_ballot", "save_synthesis",
+    "finish_round", "touch_queued",
 })
 DELETE_BATCH = 500
 

@@ -144,17 +144,30 @@ def test_a_long_poll_answers_at_once_when_no_wait_slot_is_free(environ):
     assert answers[0].headers["Retry-After"]
 
 
-def test_reads_are_cached_and_every_write_drops_the_entry(client, worker):
+def test_only_finished_sessions_are_cached_and_a_round_makes_no_cache_writes(
+    client, worker, redis_server
+):
     location = client.post("/v1/sessions", json=QUESTION).headers["Location"]
+    session_id = location.rsplit("/", 1)[1]
     hits = CACHE_OPERATIONS.labels(operation="get", result="hit")
     before = hits._value.get()
     client.get(location)
     client.get(location)
-    assert hits._value.get() >= before + 1
+    assert hits._value.get() == before, "a queued session is read from the store each time"
     worker()
-    session = poll_until_terminal(client, location)
-    assert session["rounds"][0]["status"] == "completed"
-    assert client.get(location).get_json()["rounds"][0]["synthesis"]["content"]
+    assert poll_until_terminal(client, location)["rounds"][0]["status"] == "completed"
+    entry, version = f"llmc:cache:session:{session_id}", f"llmc:cache:session:{session_id}:v"
+    assert not redis_server.client().exists(version), "the round's writes dropped nothing"
+
+    first = client.get(location)
+    assert client.get(location).data == first.data
+    assert hits._value.get() >= before + 1
+    assert redis_server.client().exists(entry)
+    follow_up = client.post(f"{location}/rounds", json={"question": "And at altitude?"})
+    assert follow_up.status_code == 202
+    assert not redis_server.client().exists(entry), "a write that reopens it drops the entry"
+    assert [r["status"] for r in client.get(location).get_json()["rounds"]][0] == "completed"
+    assert len(client.get(location).get_json()["rounds"]) == 2
 
 
 def test_cancelling_a_running_round_ends_it_cancelled(client, worker, sim):
