@@ -38,8 +38,13 @@ SWEEPS: dict[str, list[list[str]]] = {
         ["--concurrency", "100", "--rounds", "600", "--label", "threads-100"],
         ["--concurrency", "100", "--rounds", "600", "--jitter-ms", "100",
          "--label", "threads-100-jitter"],
+        ["--concurrency", "100", "--rounds", "600", "--workers", "2",
+         "--worker-concurrency", "50", "--label", "threads-2x50-100"],
         ["--concurrency", "500", "--rounds", "1500", "--poll-ms", "200",
          "--max-polls-per-s", "200", "--label", "threads-500"],
+        # As many long-poll slots as clients: a third API process (SSE_MAX_STREAMS each).
+        ["--concurrency", "500", "--rounds", "1500", "--poll-ms", "200",
+         "--max-polls-per-s", "200", "--api-workers", "3", "--label", "threads-500-3api"],
         # 2000 clients polling at intervals over 64 connections: 2000 long polls would need
         # more connections than two gunicorn processes accept (worker_connections, 1000 each).
         ["--concurrency", "2000", "--workers", "4", "--worker-concurrency", "500",

@@ -27,6 +27,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterable
 
 import redis
@@ -56,6 +57,9 @@ ENGINE_EVENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 PUBLISH_QUEUE_SIZE = 10_000
 PUBLISH_BATCH = 500
+# The publisher lets events gather this long before a round trip: at 100 rounds in flight it
+# otherwise woke and paid a round trip for every one or two events, ~2.5 ms of CPU per round.
+PUBLISH_LINGER_S = 0.01
 CLOSE_TIMEOUT_S = 5.0
 STREAM_POOL_SPARE = 10
 
@@ -132,7 +136,8 @@ class EventPublisher:
 
     The round engine calls ``on_event`` on the worker's event loop, where a Redis round trip
     would stall every round of the process (for the whole socket timeout when Redis is down).
-    Here the loop only puts the event on a bounded queue; the thread drains it in batches.
+    Here the loop only puts the event on a bounded queue; the thread drains it in batches, each
+    gathered for ``PUBLISH_LINGER_S`` (progress reaches listeners that much later).
     """
 
     def __init__(self, events: EventLog, capacity: int = PUBLISH_QUEUE_SIZE) -> None:
@@ -162,6 +167,8 @@ class EventPublisher:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if batch[0] is not None:
+                time.sleep(PUBLISH_LINGER_S)  # puts meanwhile wake no one
             while len(batch) < PUBLISH_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             stop = None in batch
