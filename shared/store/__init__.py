@@ -1,11 +1,10 @@
 """Open the configured store: MongoDB when ``MONGODB_URL`` is set, else the embedded SQLite file.
 
 Callers depend on the ``Store`` protocol and the names re-exported here, never on an adapter.
+pymongo is imported only when MongoDB is configured: it costs every process ~6 MiB.
 """
 
 from __future__ import annotations
-
-import pymongo
 
 from shared.settings import Settings
 from shared.store.base import (
@@ -21,7 +20,6 @@ from shared.store.base import (
     Store,
     StoreUnavailable,
 )
-from shared.store.mongo import MongoStore
 from shared.store.sqlite import SqliteStore
 
 MONGODB_TIMEOUT_MS = 5_000  # how long to look for a server or wait to connect before giving up
@@ -46,20 +44,28 @@ __all__ = [
 def open_store(settings: Settings) -> Store:
     """Return the store this deployment uses; call once per process, after any fork."""
     if settings.mongodb_url:
-        client = pymongo.MongoClient(
-            settings.mongodb_url,
-            appname="llm-council",
-            connect=False,
-            tz_aware=False,
-            serverSelectionTimeoutMS=MONGODB_TIMEOUT_MS,
-            connectTimeoutMS=MONGODB_TIMEOUT_MS,
-            socketTimeoutMS=MONGODB_SOCKET_TIMEOUT_MS,
-            maxPoolSize=settings.store_pool_size,
-        )
-        try:
-            return MongoStore(client, settings.mongodb_database, settings.session_retention_s)
-        except StoreUnavailable:
-            client.close()
-            raise
+        return _open_mongo(settings)
     settings.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.sqlite_file)
+
+
+def _open_mongo(settings: Settings) -> Store:
+    import pymongo
+
+    from shared.store.mongo import MongoStore
+
+    client = pymongo.MongoClient(
+        settings.mongodb_url,
+        appname="llm-council",
+        connect=False,
+        tz_aware=False,
+        serverSelectionTimeoutMS=MONGODB_TIMEOUT_MS,
+        connectTimeoutMS=MONGODB_TIMEOUT_MS,
+        socketTimeoutMS=MONGODB_SOCKET_TIMEOUT_MS,
+        maxPoolSize=settings.store_pool_size,
+    )
+    try:
+        return MongoStore(client, settings.mongodb_database, settings.session_retention_s)
+    except StoreUnavailable:
+        client.close()
+        raise

@@ -11,6 +11,8 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -1027,6 +1029,15 @@ def test_open_store_defaults_to_sqlite_in_the_data_folder(tmp_path):
         assert (tmp_path / "nested" / "data" / "council.sqlite3").exists()
     finally:
         store.close()
+
+
+def test_services_on_sqlite_never_import_pymongo():
+    # ~6 MiB in every API and worker process that has no use for it.
+    code = ("import sys, api, api.resources, workers.app, workers.tasks, workers.runtime; "
+            "from shared.store import open_store; print('pymongo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_a_locked_sqlite_file_is_unavailable(tmp_path):
