@@ -47,7 +47,7 @@ def open_cached_store(settings: Settings, client: redis.Redis | None) -> CacheDr
 
 
 class CacheDroppingStore:
-    """Wrap a ``Store``; every write to a session drops that session's cache entry."""
+    """Wrap a ``Store``; every write that can change a cached session drops its entry."""
 
     def __init__(self, store: Store, cache: Cache) -> None:
         self._store = store
