@@ -192,9 +192,12 @@ class System:
         options = self.options
         concurrency = (options.worker_processes if options.pool == "prefork"
                        else options.worker_concurrency)
-        return [sys.executable, "-m", "celery", "-A", options.celery_app, "worker",
-                "--pool", options.pool, "--concurrency", str(concurrency), "-E",
-                "-Q", "interactive", "--loglevel", options.log_level,
+        # As the Procfile runs it (``python -m workers``); another app through ``celery``.
+        command = (["workers"] if options.celery_app == "workers.app"
+                   else ["celery", "-A", options.celery_app, "worker"])
+        return [sys.executable, "-m", *command, "--pool", options.pool,
+                "--concurrency", str(concurrency), "-E", "-Q", "interactive",
+                "--loglevel", options.log_level,
                 "--without-gossip", "--without-mingle", "--hostname", f"bench{number + 1}@%h"]
 
     def _wait_for_workers(self) -> None:

@@ -137,19 +137,19 @@ def start_simulator(options: UpOptions, env: dict, supervisor: Supervisor) -> st
 
 def start_workers(settings: Settings, env: dict, supervisor: Supervisor) -> None:
     """Start one Celery worker (thread pool) and Celery beat."""
-    celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
-    supervisor.start("worker", [*celery, *worker_arguments(settings)], env)
+    supervisor.start("worker", [sys.executable, "-m", "workers", *worker_arguments(settings)], env)
     schedule = settings.data_dir.resolve() / "celerybeat-schedule"
-    supervisor.start("beat", [*celery, "beat", "--loglevel", "WARNING", "-s", str(schedule)], env)
+    beat = [sys.executable, "-m", "celery", "-A", "workers.app", "beat"]
+    supervisor.start("beat", [*beat, "--loglevel", "WARNING", "-s", str(schedule)], env)
 
 
 def worker_arguments(settings: Settings, queues: Sequence[str] = QUEUES) -> list[str]:
-    """Return the ``celery worker`` arguments of a pool consuming ``queues``.
+    """Return the worker arguments (``python -m workers``) of a pool consuming ``queues``.
 
     A worker pool is this command with its own queues and concurrency; the embedded system runs
     one worker that consumes every queue.
     """
-    return ["worker", "--pool", "threads", "--concurrency", str(settings.worker_concurrency),
+    return ["--pool", "threads", "--concurrency", str(settings.worker_concurrency),
             "-Q", ",".join(queues), "--loglevel", "INFO", "-E", "--without-gossip",
             "--without-mingle"]
 

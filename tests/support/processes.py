@@ -163,8 +163,8 @@ def start_worker(
     ``arguments`` go after the usual ones (``--pool prefork`` overrides the thread pool).
     """
     settings = load_settings(env)
-    argv = celery_argv(*worker_arguments(settings, queues), *arguments, "--hostname",
-                       f"{name}@%h")
+    argv = [sys.executable, "-m", "workers", *worker_arguments(settings, queues), *arguments,
+            "--hostname", f"{name}@%h"]
     worker = LoggedProcess(argv, env, name)
     worker.wait_for_line("ready")
     return worker

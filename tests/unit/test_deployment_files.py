@@ -14,6 +14,8 @@ import inspect
 import json
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -196,7 +198,19 @@ def check_console_script(argv: list[str]) -> None:
     module._parser().parse_args(argv[1:])
 
 
-CHECKS = {"gunicorn": check_gunicorn, "celery": check_celery, "llm-council": check_console_script}
+def check_worker(argv: list[str]) -> None:
+    from celery.bin.worker import worker
+
+    assert argv[1:3] == ["-m", "workers"], "python -m workers <celery worker options>"
+    blank = Celery("options", set_as_current=False)
+    context = CLIContext(app=blank, no_color=True, workdir=None, quiet=True)
+    options = worker.make_context("worker", argv[3:], obj=context).params
+    assert options["queues"] and set(options["queues"]) <= set(QUEUES)
+    assert options["task_events"], "workers send task events (-E) for Flower"
+
+
+CHECKS = {"gunicorn": check_gunicorn, "celery": check_celery, "llm-council": check_console_script,
+          "python": check_worker}
 COMMANDS = commands()
 
 
@@ -452,3 +466,12 @@ def test_readme_mentions_every_setting():
     readme = read("README.md")
     missing = sorted(name for name in settings_variables() if not re.search(rf"\b{name}\b", readme))
     assert not missing, f"README.md does not mention {', '.join(missing)}"
+
+
+def test_the_worker_command_leaves_the_celery_commands_plugins_unimported():
+    # celery's command imports Flower (tornado) and the REPL: 10.7 MiB per worker process.
+    code = ("import sys, workers.__main__; "
+            "print(sorted({'flower', 'prompt_toolkit'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
