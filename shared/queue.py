@@ -3,7 +3,7 @@
 The API enqueues by task name and never imports ``workers``; the workers register tasks under
 the same names. Task arguments are ids only: prompts and answers never travel through the broker.
 
-Queues, and the worker pools that consume them (``celery worker -Q <queues>``):
+Queues, and the worker pools that consume them (``python -m workers -Q <queues>``):
 
 - ``interactive``: rounds of normal submissions, and the sweeper;
 - ``batch``: rounds of low-priority submissions, so a flood of them never delays a person waiting;
