@@ -82,16 +82,15 @@ def _queue_depth(current: Resources, queue: str) -> int | None:
         if measured is not None and (now - measured[0] < CHECK_EVERY_S or queue in refreshing):
             return measured[1]
         refreshing.add(queue)
+    depth = None  # an unknown depth admits the work
     try:
         depth = current.queue_gauge.depth(queue)
-    except Exception as error:  # noqa: BLE001 - an unknown depth admits the work
+    except Exception as error:  # noqa: BLE001 - see above
         log.warning("queue depth unknown", extra={"queue": queue, "error": str(error)})
-        depth = None
     finally:
         with _lock:
             refreshing.discard(queue)
-    with _lock:
-        _depths[current][queue] = (time.monotonic(), depth)
+            _depths[current][queue] = (time.monotonic(), depth)
     return depth
 
 

@@ -2,10 +2,10 @@
 
 A service process builds hundreds of thousands of objects once (modules, the app, its schemas,
 clients) and keeps them; CPython's oldest generation rescans every one of them on each full
-collection. Measured here (bench/RESULTS.md, "Garbage collection"): in the API under 200
-submissions per second, full collections of 30 to 100 ms, during which no thread of the process
-ran, about once a second; in a worker at 100 rounds in flight, 0.9 s of its 14 s of collections
-in all, young ones included. So, once a process has built what it keeps:
+collection. Measured here (bench/RESULTS.md, "Third pass"): in the API under 200 submissions
+per second, full collections of 30 to 100 ms, during which no thread of the process ran, about
+once a second; a worker at 100 rounds in flight spent 1.1 to 1.35 s collecting per 600 rounds,
+in full collections of 30 to 140 ms. So, once a process has built what it keeps:
 
 - ``gc.freeze`` moves every object alive into a generation that is never scanned;
 - the youngest generation is collected every ``YOUNG_THRESHOLD`` net allocations instead of
@@ -30,4 +30,3 @@ def tune_collector() -> int:
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
     return gc.get_freeze_count()
-

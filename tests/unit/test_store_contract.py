@@ -7,6 +7,7 @@ variant is skipped.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import multiprocessing
 import os
@@ -1131,3 +1132,13 @@ def test_a_round_marked_never_offered_is_stale_at_once(store):
     assert store.stale_rounds(now=NOW + 1, queued_before=NOW - 100) == []
     store.touch_queued(fresh["id"], 1, 0.0)
     assert store.stale_rounds(now=NOW + 1, queued_before=NOW - 100) == [(fresh["id"], 1)]
+
+
+def test_every_session_write_either_drops_the_cache_or_only_changes_an_unfinished_round():
+    from shared.store.cached import ROUND_WRITES, SESSION_WRITES
+
+    writes = {name for name, method in inspect.getmembers(Store, inspect.isfunction)
+              if list(inspect.signature(method).parameters)[1:2] == ["session_id"]
+              and not name.startswith("get_")}
+    assert SESSION_WRITES.isdisjoint(ROUND_WRITES)
+    assert writes == SESSION_WRITES | ROUND_WRITES, "classify a new write in shared.store.cached"
