@@ -13,7 +13,7 @@ def test_tuning_exempts_what_is_alive_and_collects_young_objects_less_often():
     try:
         exempt = tune_collector()
         made_after = ["built while serving"]
-        assert exempt == gc.get_freeze_count() > 0
+        assert 0 < gc.get_freeze_count() <= exempt  # frozen objects may die since, none join
         tracked = gc.get_objects()  # the frozen generation is not listed
         assert not any(obj is kept for obj in tracked)
         assert any(obj is made_after for obj in tracked)
