@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from shared.settings import Settings
 START_TIMEOUT_S = 30.0
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 STOP_TIMEOUT_S = 15.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -54,17 +56,36 @@ class Supervisor:
             time.sleep(0.5)
 
     def stop(self) -> None:
-        """Terminate every child (SIGTERM, then SIGKILL after a grace period)."""
-        for _, process in reversed(self.children):
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for _, process in reversed(self.children):
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Terminate every child (SIGTERM, then SIGKILL after a grace period).
+
+        A second Ctrl-C or SIGTERM meanwhile is ignored: it used to interrupt the stop and leave
+        Redis, the simulator and the worker running.
+        """
+        with _stop_signals_ignored():
+            for _, process in reversed(self.children):
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for _, process in reversed(self.children):
+                try:
+                    process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextmanager
+def _stop_signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {signum: signal.signal(signum, signal.SIG_IGN) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,15 @@ def test_up_runs_a_round_end_to_end_and_stops_everything_on_sigterm(embedded):
     wait_for(lambda: not _children_alive(data_dir), "every child process to exit")
 
 
+def test_a_second_sigterm_while_stopping_leaves_no_child_running(embedded):
+    _, process, data_dir = embedded
+    os.killpg(process.process.pid, signal.SIGTERM)
+    process.wait_for_line("Worker exiting")  # the stop is under way
+    os.killpg(process.process.pid, signal.SIGTERM)
+    assert process.process.wait(30) == 0
+    wait_for(lambda: not _children_alive(data_dir), "every child process to exit")
+
+
 def test_the_alive_check_sees_the_running_system(embedded):
     _, _, data_dir = embedded
     assert len(_children_alive(data_dir)) >= 5  # redis, simulator, worker, beat, gunicorn
