@@ -24,6 +24,7 @@ DEFAULT_MEMBERS = (
 )
 DEFAULT_CHAIRMAN = "openai/gpt-4o-mini"
 ENVIRONMENTS = ("development", "test", "production")
+EVENT_LOOPS = ("uvloop", "asyncio")
 DEFAULT_WEBHOOK_SECRET = "insecure-development-webhook-secret"
 DEFAULT_WORKER_METRICS_PORT = 9808
 
@@ -100,6 +101,7 @@ class Settings:
     sweep_queued_after_s: float = 900.0
     worker_concurrency: int = 100
     store_pool_size: int = 32
+    worker_event_loop: str = "uvloop"
 
     # Observability and inspection.
     prometheus_multiproc_dir: Path | None = None
@@ -218,6 +220,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 900.0),
         worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
         store_pool_size=reader.integer("STORE_POOL_SIZE", 32),
+        worker_event_loop=reader.choice("WORKER_EVENT_LOOP", EVENT_LOOPS, "uvloop"),
         prometheus_multiproc_dir=_optional_path(reader.text("PROMETHEUS_MULTIPROC_DIR")),
         metrics_require_key=reader.flag("METRICS_REQUIRE_KEY", False),
         worker_metrics_port=(reader.integer("WORKER_METRICS_PORT", 0)

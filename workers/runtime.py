@@ -48,7 +48,7 @@ class WorkerRuntime:
         store = open_cached_store(settings, self.redis)
         store_threads = ThreadPoolExecutor(settings.store_pool_size, "store")
         self.store = StoreOnThreads(store, store_threads)  # for Celery's threads
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop(settings.worker_event_loop)
         self.loop.set_default_executor(store_threads)  # the rounds' ``asyncio.to_thread``
         self._thread = threading.Thread(target=self.loop.run_forever, name="council-loop")
         self._thread.daemon = True
@@ -119,6 +119,22 @@ async def _build_http_client(settings: Settings):
     return build_http_client(settings)
 
 
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """Return a new event loop: uvloop's (``WORKER_EVENT_LOOP=uvloop``, the default) or asyncio's.
+
+    uvloop runs the same rounds on ~8% less worker CPU (bench/RESULTS.md, "Fourth pass"). Where
+    it is not installed (it is not built for Windows), the worker says so and uses asyncio's.
+    """
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; the worker runs asyncio's event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def _warn_if_pool_too_small(settings: Settings) -> None:
     """Warn when rounds in flight may ask for more provider connections than the pool holds.
 
@@ -148,6 +164,8 @@ def current_runtime() -> WorkerRuntime:
             _runtime = WorkerRuntime(load_settings())
             _runtime_pid = os.getpid()
             tune_collector()  # the runtime lives as long as the process
+            loop_kind = type(_runtime.loop).__module__.split(".")[0]  # uvloop or asyncio
+            log.info("worker runtime ready", extra={"event_loop": loop_kind})
         return _runtime
 
 

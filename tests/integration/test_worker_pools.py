@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shared import records
@@ -108,3 +110,15 @@ def test_a_batch_submission_runs_in_the_batch_pool_while_the_interactive_pool_id
     assert pools["interactive"]["active"] == 0 and pools["interactive"]["reserved"] == 0
     finished = poll_until_terminal(client, f"/v1/sessions/{session_id}")
     assert finished["rounds"][0]["status"] == "completed"
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_a_worker_runs_its_rounds_on_the_event_loop_it_is_set_to(
+        client, worker, sim, event_loop):
+    process = worker("looped", env={"WORKER_EVENT_LOOP": event_loop})
+    submitted = client.post("/v1/sessions", json={"question": "Which loop?"})
+    assert submitted.status_code == 202
+    finished = poll_until_terminal(client, submitted.headers["Location"])
+    assert finished["rounds"][0]["status"] == "completed"
+    ready = json.loads(process.wait_for_line("worker runtime ready"))
+    assert ready["event_loop"] == event_loop
