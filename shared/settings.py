@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from shared.event_loops import EVENT_LOOPS
 from shared.presets import CouncilPreset, build_presets
 from shared.roster import Roster, RosterError, build_roster
 
@@ -24,7 +25,6 @@ DEFAULT_MEMBERS = (
 )
 DEFAULT_CHAIRMAN = "openai/gpt-4o-mini"
 ENVIRONMENTS = ("development", "test", "production")
-EVENT_LOOPS = ("uvloop", "asyncio")
 DEFAULT_WEBHOOK_SECRET = "insecure-development-webhook-secret"
 DEFAULT_WORKER_METRICS_PORT = 9808
 

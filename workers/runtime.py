@@ -22,6 +22,7 @@ from celery.signals import worker_shutdown
 from shared.council.metrics import StageTimer, all_of
 from shared.council.policy import RoundPolicy
 from shared.council.run import Council
+from shared.event_loops import loop_kind, new_event_loop
 from shared.events import EventPublisher, open_event_log
 from shared.heap import tune_collector
 from shared.logs import carrying_log_ids, log_ids
@@ -119,22 +120,6 @@ async def _build_http_client(settings: Settings):
     return build_http_client(settings)
 
 
-def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
-    """Return a new event loop: uvloop's (``WORKER_EVENT_LOOP=uvloop``, the default) or asyncio's.
-
-    uvloop runs the same rounds on ~8% less worker CPU (bench/RESULTS.md, "Fourth pass"). Where
-    it is not installed (it is not built for Windows), the worker says so and uses asyncio's.
-    """
-    if kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            log.warning("uvloop is not installed; the worker runs asyncio's event loop")
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
 def _warn_if_pool_too_small(settings: Settings) -> None:
     """Warn when rounds in flight may ask for more provider connections than the pool holds.
 
@@ -164,8 +149,7 @@ def current_runtime() -> WorkerRuntime:
             _runtime = WorkerRuntime(load_settings())
             _runtime_pid = os.getpid()
             tune_collector()  # the runtime lives as long as the process
-            loop_kind = type(_runtime.loop).__module__.split(".")[0]  # uvloop or asyncio
-            log.info("worker runtime ready", extra={"event_loop": loop_kind})
+            log.info("worker runtime ready", extra={"event_loop": loop_kind(_runtime.loop)})
         return _runtime
 
 

@@ -9,6 +9,7 @@ import signal
 
 from aiohttp import web
 
+from shared.event_loops import new_event_loop
 from shared.simulator.app import SimConfig, create_sim_app
 from shared.simulator.faults import FaultError, parse_fault
 
@@ -19,7 +20,8 @@ SHUTDOWN_TIMEOUT_S = 1.0
 def serve(host: str, port: int, config: SimConfig) -> None:
     """Serve the simulated provider until SIGINT or SIGTERM; port 0 picks a free port."""
     _raise_open_files_limit()
-    asyncio.run(_serve(host, port, config))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_serve(host, port, config))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

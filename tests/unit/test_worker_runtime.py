@@ -1,19 +1,13 @@
-"""The worker's runtime: store calls on the store threads, and the event loop it runs rounds on."""
+"""Celery's threads reach the store through the store threads: one SQLite connection each."""
 from __future__ import annotations
 
-import asyncio
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-import uvloop
-
 from shared.logs import bind_log_ids, log_ids, unbind_log_ids
 from shared.records import new_session
-from shared.settings import SettingsError, load_settings
 from shared.store.sqlite import SqliteStore
-from workers.runtime import StoreOnThreads, new_event_loop
+from workers.runtime import StoreOnThreads
 
 
 def test_many_calling_threads_share_the_store_threads_connections(tmp_path):
@@ -47,28 +41,3 @@ def test_a_call_carries_the_callers_log_ids(tmp_path):
         unbind_log_ids(token)
     assert name.startswith("store") and ids.get("request_id") == "r-1"
     threads.shutdown()
-
-
-def test_the_worker_loop_is_uvloops_unless_asyncios_is_asked_for():
-    fast, standard = new_event_loop("uvloop"), new_event_loop("asyncio")
-    try:
-        assert isinstance(fast, uvloop.Loop)
-        assert not isinstance(standard, uvloop.Loop)
-        assert fast.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
-    finally:
-        fast.close()
-        standard.close()
-
-
-def test_without_uvloop_installed_the_worker_says_so_and_runs_asyncios(monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # makes ``import uvloop`` fail
-    loop = new_event_loop("uvloop")
-    loop.close()
-    assert not isinstance(loop, uvloop.Loop)
-    assert "uvloop is not installed" in caplog.text
-
-
-def test_an_unknown_event_loop_is_refused_by_name():
-    assert load_settings({"WORKER_EVENT_LOOP": "Asyncio"}).worker_event_loop == "asyncio"
-    with pytest.raises(SettingsError, match="WORKER_EVENT_LOOP"):
-        load_settings({"WORKER_EVENT_LOOP": "trio"})

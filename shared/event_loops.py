@@ -1,0 +1,33 @@
+"""The event loops our asyncio processes run on: uvloop's where installed, else asyncio's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
+
+UVLOOP = "uvloop"
+ASYNCIO = "asyncio"
+EVENT_LOOPS = (UVLOOP, ASYNCIO)
+
+
+def new_event_loop(kind: str = UVLOOP) -> asyncio.AbstractEventLoop:
+    """Return a new event loop: uvloop's (the default) or asyncio's.
+
+    uvloop runs the same rounds on ~8% less worker CPU (bench/RESULTS.md, "Fourth pass"). Where
+    it is not installed (it is not built for Windows), say so and return asyncio's.
+    """
+    if kind == UVLOOP:
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; running asyncio's event loop")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def loop_kind(loop: asyncio.AbstractEventLoop) -> str:
+    """Return which kind of event loop ``loop`` is."""
+    return UVLOOP if type(loop).__module__.startswith(UVLOOP) else ASYNCIO
