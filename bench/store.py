@@ -111,7 +111,7 @@ def _open(kind: str, settings) -> object:
 
 async def _run_rounds(settings, store: CountingStore, count: int, concurrency: int) -> list[str]:
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(settings.store_pool_size, "store"))
+    loop.set_default_executor(ThreadPoolExecutor(settings.effective_store_pool_size, "store"))
     ids = []
     for number in range(count):
         session = records.new_session(f"Store question {number}?", MEMBERS, CHAIRMAN)

@@ -41,7 +41,7 @@ def run_round(session_id: str, round_no: int) -> str:
     global _store_threads
     runtime = current_runtime()
     if _store_threads is None:
-        _store_threads = SharedExecutor(runtime.settings.store_pool_size, "store")
+        _store_threads = SharedExecutor(runtime.settings.effective_store_pool_size, "store")
     loop = asyncio.new_event_loop()
     loop.set_default_executor(_store_threads)
     try:

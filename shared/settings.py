@@ -27,6 +27,8 @@ DEFAULT_CHAIRMAN = "openai/gpt-4o-mini"
 ENVIRONMENTS = ("development", "test", "production")
 DEFAULT_WEBHOOK_SECRET = "insecure-development-webhook-secret"
 DEFAULT_WORKER_METRICS_PORT = 9808
+SQLITE_STORE_THREADS = 4
+MONGODB_POOL_SIZE = 32
 
 
 class SettingsError(ValueError):
@@ -100,7 +102,7 @@ class Settings:
     sweep_interval_s: float = 15.0
     sweep_queued_after_s: float = 900.0
     worker_concurrency: int = 100
-    store_pool_size: int = 32
+    store_pool_size: int | None = None  # None: the store's own (``effective_store_pool_size``)
     worker_event_loop: str = "uvloop"
 
     # Observability and inspection.
@@ -145,6 +147,19 @@ class Settings:
         if self.worker_metrics_port is not None:
             return self.worker_metrics_port
         return DEFAULT_WORKER_METRICS_PORT if self.environment == "production" else 0
+
+    @property
+    def effective_store_pool_size(self) -> int:
+        """Return how many store calls one process makes at once: its store threads, and
+        MongoDB's connection pool.
+
+        SQLite takes one writer at a time, so more threads only queue for its lock, and with
+        32 a worker spent ~1.5 ms more CPU per round than with 4 (bench/RESULTS.md, "Fourth
+        pass"); MongoDB serves calls in parallel, each a network round trip.
+        """
+        if self.store_pool_size is not None:
+            return self.store_pool_size
+        return MONGODB_POOL_SIZE if self.mongodb_url else SQLITE_STORE_THREADS
 
     def with_overrides(self, **changes: object) -> Settings:
         """Return a copy with some fields changed (tests and the CLI use this)."""
@@ -219,7 +234,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sweep_interval_s=reader.number("SWEEP_INTERVAL_SECONDS", 15.0),
         sweep_queued_after_s=reader.number("SWEEP_QUEUED_AFTER_SECONDS", 900.0),
         worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
-        store_pool_size=reader.integer("STORE_POOL_SIZE", 32),
+        store_pool_size=(reader.integer("STORE_POOL_SIZE", 0)
+                         if reader.text("STORE_POOL_SIZE") else None),
         worker_event_loop=reader.choice("WORKER_EVENT_LOOP", EVENT_LOOPS, "uvloop"),
         prometheus_multiproc_dir=_optional_path(reader.text("PROMETHEUS_MULTIPROC_DIR")),
         metrics_require_key=reader.flag("METRICS_REQUIRE_KEY", False),
@@ -257,7 +273,7 @@ def _check_consistency(settings: Settings) -> None:
         raise SettingsError("ROUND_LEASE_SECONDS must be > 0 and ROUND_MAX_ATTEMPTS >= 1")
     if settings.max_body_bytes < 1024:
         raise SettingsError("MAX_BODY_BYTES must be at least 1024")
-    if settings.worker_concurrency < 1 or settings.store_pool_size < 1:
+    if settings.worker_concurrency < 1 or settings.effective_store_pool_size < 1:
         raise SettingsError("WORKER_CONCURRENCY and STORE_POOL_SIZE must be at least 1")
     if settings.effective_worker_metrics_port > 65535 or settings.inspect_timeout_s <= 0:
         raise SettingsError("WORKER_METRICS_PORT must be a port (0: none), INSPECT_TIMEOUT > 0")

@@ -47,7 +47,7 @@ class WorkerRuntime:
         _warn_if_pool_too_small(settings)
         self.redis = connect_redis(settings)
         store = open_cached_store(settings, self.redis)
-        store_threads = ThreadPoolExecutor(settings.store_pool_size, "store")
+        store_threads = ThreadPoolExecutor(settings.effective_store_pool_size, "store")
         self.store = StoreOnThreads(store, store_threads)  # for Celery's threads
         self.loop = new_event_loop(settings.worker_event_loop)
         self.loop.set_default_executor(store_threads)  # the rounds' ``asyncio.to_thread``

@@ -62,7 +62,7 @@ def _open_mongo(settings: Settings) -> Store:
         serverSelectionTimeoutMS=MONGODB_TIMEOUT_MS,
         connectTimeoutMS=MONGODB_TIMEOUT_MS,
         socketTimeoutMS=MONGODB_SOCKET_TIMEOUT_MS,
-        maxPoolSize=settings.store_pool_size,
+        maxPoolSize=settings.effective_store_pool_size,
     )
     try:
         return MongoStore(client, settings.mongodb_database, settings.session_retention_s)

@@ -4,8 +4,16 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from shared.logs import bind_log_ids, log_ids, unbind_log_ids
 from shared.records import new_session
+from shared.settings import (
+    MONGODB_POOL_SIZE,
+    SQLITE_STORE_THREADS,
+    SettingsError,
+    load_settings,
+)
 from shared.store.sqlite import SqliteStore
 from workers.runtime import StoreOnThreads
 
@@ -41,3 +49,12 @@ def test_a_call_carries_the_callers_log_ids(tmp_path):
         unbind_log_ids(token)
     assert name.startswith("store") and ids.get("request_id") == "r-1"
     threads.shutdown()
+
+
+def test_sqlite_gets_few_store_threads_and_mongodb_a_larger_pool_unless_set():
+    assert load_settings({}).effective_store_pool_size == SQLITE_STORE_THREADS
+    mongo = load_settings({"MONGODB_URL": "mongodb://db.example:27017"})
+    assert mongo.effective_store_pool_size == MONGODB_POOL_SIZE > SQLITE_STORE_THREADS
+    assert load_settings({"STORE_POOL_SIZE": "12"}).effective_store_pool_size == 12
+    with pytest.raises(SettingsError, match="STORE_POOL_SIZE"):
+        load_settings({"STORE_POOL_SIZE": "0"})
