@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from shared.event_loops import EVENT_LOOPS
+from shared.event_loops import EVENT_LOOPS, UVLOOP
 from shared.presets import CouncilPreset, build_presets
 from shared.roster import Roster, RosterError, build_roster
 
@@ -103,7 +103,7 @@ class Settings:
     sweep_queued_after_s: float = 900.0
     worker_concurrency: int = 100
     store_pool_size: int | None = None  # None: the store's own (``effective_store_pool_size``)
-    worker_event_loop: str = "uvloop"
+    worker_event_loop: str = UVLOOP
 
     # Observability and inspection.
     prometheus_multiproc_dir: Path | None = None
@@ -150,8 +150,7 @@ class Settings:
 
     @property
     def effective_store_pool_size(self) -> int:
-        """Return how many store calls one process makes at once: its store threads, and
-        MongoDB's connection pool.
+        """Return how many store calls a process makes at once (store threads, MongoDB's pool).
 
         SQLite takes one writer at a time, so more threads only queue for its lock, and with
         32 a worker spent ~1.5 ms more CPU per round than with 4 (bench/RESULTS.md, "Fourth
@@ -236,7 +235,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=reader.integer("WORKER_CONCURRENCY", 100),
         store_pool_size=(reader.integer("STORE_POOL_SIZE", 0)
                          if reader.text("STORE_POOL_SIZE") else None),
-        worker_event_loop=reader.choice("WORKER_EVENT_LOOP", EVENT_LOOPS, "uvloop"),
+        worker_event_loop=reader.choice("WORKER_EVENT_LOOP", EVENT_LOOPS, UVLOOP),
         prometheus_multiproc_dir=_optional_path(reader.text("PROMETHEUS_MULTIPROC_DIR")),
         metrics_require_key=reader.flag("METRICS_REQUIRE_KEY", False),
         worker_metrics_port=(reader.integer("WORKER_METRICS_PORT", 0)
